@@ -1,0 +1,57 @@
+"""lvm: latent variable models on PyTorch Lightning, with pluggable likelihoods and honest log p(x)."""
+
+from lvm.encoders import (
+    create_decoder,
+    create_encoder,
+    list_decoders,
+    list_encoders,
+    register_decoder,
+    register_encoder,
+)
+from lvm.estimators import create_estimator, list_estimators, register_estimator
+from lvm.likelihoods import (
+    Likelihood,
+    ParamSpec,
+    create_likelihood,
+    list_likelihoods,
+    register_likelihood,
+)
+from lvm.model import LatentVariableModel
+from lvm.objectives import Bound, elbo, iwae_bound
+from lvm.registry import PluginError, UnknownNameError
+
+__version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> object:
+    """Import the Lightning parts lazily, so ``import lvm`` stays light (PEP 562)."""
+    if name == "VAE":
+        from lvm.vae import VAE
+
+        return VAE
+    raise AttributeError(f"module 'lvm' has no attribute {name!r}")
+
+
+__all__ = [
+    "VAE",
+    "Bound",
+    "LatentVariableModel",
+    "Likelihood",
+    "ParamSpec",
+    "PluginError",
+    "UnknownNameError",
+    "create_decoder",
+    "create_encoder",
+    "create_estimator",
+    "create_likelihood",
+    "elbo",
+    "iwae_bound",
+    "list_decoders",
+    "list_encoders",
+    "list_estimators",
+    "list_likelihoods",
+    "register_decoder",
+    "register_encoder",
+    "register_estimator",
+    "register_likelihood",
+]

@@ -1,0 +1,91 @@
+"""The pure-torch latent variable model: encoder f_e + P_e, decoder f_d + P_d, prior."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.distributions import Distribution, Independent, kl_divergence
+
+from lvm.distributions import DiagonalGaussianHead, StandardNormalPrior
+from lvm.encoders import create_decoder, create_encoder
+from lvm.likelihoods import Likelihood, create_likelihood
+
+__all__ = ["LatentVariableModel"]
+
+Spec = str | dict[str, Any]
+
+
+class LatentVariableModel(nn.Module):
+    """p(x, z) = p(z) p(x | z) with amortised posterior q(z | x) (Kingma & Welling 2014).
+
+    The anatomy of seed 003: q(z | x) = P_e(f_e(x)) and p(x | z) = P_d(f_d(z)). The model
+    knows nothing about which likelihood it holds; it only calls the likelihood contract.
+
+    Args:
+        encoder: Body f_e with attribute ``out_features``.
+        decoder: Body f_d ending in P_d's linear map, z (..., L) -> raw (..., raw_size).
+        likelihood: P_d's inverse links and the observation model.
+        latent_dim: Size of z.
+    """
+
+    def __init__(
+        self, encoder: nn.Module, decoder: nn.Module, likelihood: Likelihood, latent_dim: int
+    ) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.posterior_head = DiagonalGaussianHead(encoder.out_features, latent_dim)
+        self.decoder = decoder
+        self.likelihood = likelihood
+        self.prior_dist = StandardNormalPrior(latent_dim)
+        self.latent_dim = latent_dim
+
+    @classmethod
+    def build(
+        cls,
+        event_shape: Sequence[int],
+        latent_dim: int,
+        encoder: Spec = "mlp",
+        decoder: Spec = "mlp",
+        likelihood: Spec = "bernoulli",
+    ) -> LatentVariableModel:
+        """Compose registered parts by name (or ``{"name": ..., **kwargs}`` specs)."""
+        lik = create_likelihood(likelihood, tuple(event_shape))
+        enc = create_encoder(encoder, tuple(event_shape))
+        dec = create_decoder(decoder, latent_dim, lik.raw_size, tuple(event_shape))
+        return cls(enc, dec, lik, latent_dim)
+
+    @property
+    def event_shape(self) -> torch.Size:
+        return self.likelihood.event_shape
+
+    # -- distributions ---------------------------------------------------------------------
+    def prior(self) -> Independent:
+        """p(z), batch shape (), event shape (L,)."""
+        return self.prior_dist()
+
+    def posterior(self, x: Tensor) -> Independent:
+        """q(z | x), batch shape (B,), event shape (L,)."""
+        return self.posterior_head(self.encoder(x))
+
+    def observation(self, z: Tensor) -> Distribution:
+        """p(x | z) for z (..., L): batch shape z.shape[:-1], event shape ``event_shape``."""
+        return self.likelihood(self.decoder(z))
+
+    def kl(self, q: Independent) -> Tensor:
+        """KL(q(z|x) || p(z)), (B,): closed form (seed 001, eq. 12) where torch knows it."""
+        return kl_divergence(q, self.prior())
+
+    # -- conveniences --------------------------------------------------------------------
+    def init_output_bias(self, train_mean: Tensor) -> bool:
+        """Set the decoder's output bias so p(x | z) has the training mean (Burda et al. 2016).
+
+        Returns False when the likelihood or decoder does not support it.
+        """
+        raw = self.likelihood.raw_from_mean(train_mean)
+        if raw is None or not hasattr(self.decoder, "set_output_bias"):
+            return False
+        self.decoder.set_output_bias(raw)
+        return True

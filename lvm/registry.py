@@ -1,0 +1,188 @@
+"""Name-keyed registries (timm style) with lazily loaded entry-point plugins (fsspec style)."""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from importlib.metadata import EntryPoint, entry_points
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+
+__all__ = ["Registry", "PluginError", "UnknownNameError"]
+
+
+class UnknownNameError(KeyError, ValueError):
+    """Raised for a name that is neither registered nor offered by an installed plugin."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+class PluginError(ImportError):
+    """Raised when a plugin's entry point cannot be loaded; names the plugin and its distribution."""
+
+
+@dataclass(frozen=True)
+class _Lazy:
+    """An entry point not imported yet: ``value`` is ``"module:attr"``."""
+
+    name: str
+    value: str
+    distribution: str
+
+    def load(self, kind: str) -> Any:
+        module_name, _, attr = self.value.partition(":")
+        try:
+            obj = importlib.import_module(module_name)
+            for part in attr.split(".") if attr else []:
+                obj = getattr(obj, part)
+        except Exception as err:  # noqa: BLE001 - a broken plugin can fail in any way
+            raise PluginError(
+                f"{kind} plugin {self.name!r} (entry point {self.value!r} from distribution "
+                f"{self.distribution!r}) failed to load: {type(err).__name__}: {err}. "
+                f"Reinstall or fix {self.distribution!r}, or uninstall it."
+            ) from err
+        return obj
+
+
+class Registry(Generic[T]):
+    """A registry of factories (usually classes) keyed by name.
+
+    Built-ins register with the ``register`` decorator; third-party packages declare an entry
+    point in the group ``entry_point_group`` (``name = "pkg.module:Class"``). Entry points are
+    read when a name is first looked up and imported only when that name is used, so a broken
+    plugin never breaks ``import lvm``.
+
+    Args:
+        kind: What the registry holds, singular ("likelihood"); used in messages.
+        entry_point_group: The entry-point group plugins register under.
+    """
+
+    def __init__(self, kind: str, entry_point_group: str) -> None:
+        self.kind = kind
+        self.entry_point_group = entry_point_group
+        self._entries: dict[str, T] = {}
+        self._lazy: dict[str, _Lazy] = {}
+        self._scanned = False
+
+    # -- registration ------------------------------------------------------------------
+    def register(self, name: str | None = None, *, override: bool = False) -> Callable[[T], T]:
+        """Decorator registering ``obj`` under ``name`` (default: ``obj.name`` or its ``__name__``).
+
+        Raises:
+            ValueError: if the name is taken and ``override`` is False.
+        """
+
+        def decorator(obj: T) -> T:
+            key = name or getattr(obj, "name", None) or obj.__name__  # type: ignore[attr-defined]
+            self.add(key, obj, override=override)
+            return obj
+
+        return decorator
+
+    def add(self, name: str, obj: T, *, override: bool = False) -> None:
+        """Register ``obj`` under ``name``; see :meth:`register`."""
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"{self.kind} name must be a non-empty string; got {name!r}")
+        if name in self._entries and not override:
+            raise ValueError(
+                f"{self.kind} {name!r} is already registered (by {self._entries[name]!r}); "
+                f"pick another name or pass override=True"
+            )
+        self._entries[name] = obj
+        self._lazy.pop(name, None)
+
+    def remove(self, name: str) -> None:
+        """Forget ``name`` (for tests and interactive use)."""
+        self._entries.pop(name, None)
+        self._lazy.pop(name, None)
+
+    # -- plugins -----------------------------------------------------------------------
+    def _entry_points(self) -> list[EntryPoint]:
+        return list(entry_points(group=self.entry_point_group))
+
+    def _scan(self) -> None:
+        if self._scanned:
+            return
+        self._scanned = True
+        for ep in self._entry_points():
+            if ep.name in self._entries:
+                continue  # built-ins win; a plugin cannot shadow them silently
+            dist = getattr(getattr(ep, "dist", None), "name", None) or "unknown distribution"
+            self._lazy[ep.name] = _Lazy(ep.name, ep.value, dist)
+
+    def rescan(self) -> None:
+        """Read the entry points again (after installing a plugin in a running process)."""
+        self._scanned = False
+        self._lazy.clear()
+        self._scan()
+
+    def plugin_distribution(self, name: str) -> str | None:
+        """The distribution that provides plugin ``name``, or None for a built-in."""
+        self._scan()
+        lazy = self._lazy.get(name)
+        if lazy is not None:
+            return lazy.distribution
+        obj = self._entries.get(name)
+        return getattr(obj, "__lvm_distribution__", None)
+
+    # -- lookup ------------------------------------------------------------------------
+    def names(self) -> list[str]:
+        """All known names, built-in and plugin, sorted."""
+        self._scan()
+        return sorted({*self._entries, *self._lazy})
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name in self.names()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def get(self, name: str) -> T:
+        """The factory registered as ``name``, importing its plugin if needed.
+
+        Raises:
+            UnknownNameError: listing the known names and the closest match.
+            PluginError: if the plugin providing ``name`` fails to import.
+        """
+        if name in self._entries:
+            return self._entries[name]
+        self._scan()
+        lazy = self._lazy.get(name)
+        if lazy is not None:
+            obj = lazy.load(self.kind)
+            try:
+                obj.__lvm_distribution__ = lazy.distribution  # type: ignore[attr-defined]
+            except (AttributeError, TypeError):
+                pass
+            self._entries[name] = obj
+            del self._lazy[name]
+            return obj
+        known = self.names()
+        close = difflib.get_close_matches(str(name), known, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise UnknownNameError(
+            f"unknown {self.kind} {name!r}.{hint} Known {self.kind}s: {', '.join(known) or 'none'}. "
+            f"A plugin {self.kind} must be installed and declare an entry point in group "
+            f"{self.entry_point_group!r}."
+        )
+
+    def create(self, name: str, /, **kwargs: Any) -> Any:
+        """Instantiate ``name`` with ``kwargs``."""
+        return self.get(name)(**kwargs)  # type: ignore[operator]
+
+    def describe(self) -> str:
+        """One line per name, plugins marked with their distribution (for ``lvm --help``)."""
+        self._scan()
+        lines = []
+        for n in self.names():
+            dist = (
+                self._lazy[n].distribution
+                if n in self._lazy
+                else getattr(self._entries.get(n), "__lvm_distribution__", None)
+            )
+            lines.append(f"{n} (plugin: {dist})" if dist else n)
+        return ", ".join(lines)

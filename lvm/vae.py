@@ -1,0 +1,259 @@
+"""The LightningModule that trains a latent variable model composed from registered parts."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+
+from lvm.encoders import DECODERS, ENCODERS
+from lvm.likelihoods import LIKELIHOODS
+from lvm.metrics import MeanWithStdErr
+from lvm.model import LatentVariableModel
+from lvm.objectives import OBJECTIVES, Bound
+from lvm.registry import Registry, UnknownNameError
+
+__all__ = ["VAE"]
+
+Spec = str | dict[str, Any]
+_TERMS = ("elbo", "reconstruction", "kl")
+
+
+def _name(spec: Spec) -> str:
+    return spec if isinstance(spec, str) else str(spec.get("name"))
+
+
+def _plugin_names(spec: Spec) -> list[str]:
+    """Names a spec uses, composite parts included."""
+    if isinstance(spec, str):
+        return [spec]
+    names = [str(spec.get("name"))]
+    for part in spec.get("parts", []) or []:
+        names += _plugin_names(part)
+    return names
+
+
+class VAE(L.LightningModule):
+    """A VAE (Kingma & Welling 2014) or IWAE (Burda et al. 2016) trained with Lightning.
+
+    Composes, by registry name, an encoder body f_e, a decoder body f_d, an observation model
+    p(x | z) (any registered or plugin likelihood) and a standard-normal prior. The maths lives
+    in :class:`~lvm.model.LatentVariableModel`, :mod:`lvm.objectives` and :mod:`lvm.estimators`;
+    the steps here only call them and log nats per datapoint under ``{stage}/...``.
+
+    Args:
+        data_shape: Shape of one datapoint, e.g. ``[784]`` or ``[1, 28, 28]``.
+        latent_dim: Size of z.
+        encoder: Encoder name or ``{"name": ..., **kwargs}`` (see ``lvm.list_encoders()``).
+        decoder: Decoder name or spec (see ``lvm.list_decoders()``).
+        likelihood: Likelihood name or spec (see ``lvm.list_likelihoods()``).
+        objective: ``"elbo"`` or ``"iwae"`` (see ``lvm.objectives.OBJECTIVES``).
+        num_samples: Samples of z per datapoint in the objective (k of the IWAE bound).
+        kl_warmup_steps: Linearly raise the KL weight from 0 to 1 over this many steps (0: off).
+        lr: Adam learning rate (seed 001: 1e-3).
+        betas: Adam betas (seed 001: 0.9, 0.999).
+        eps: Adam epsilon (seed 001: 1e-8).
+        init_output_bias: Set the decoder output bias to the training mean (Burda et al. 2016).
+        estimators: log p(x) estimators run on validation and test batches, by name or spec,
+            e.g. ``[{"name": "importance", "num_samples": 5000}]``.
+        eval_seed: Seed of the per-datapoint randomness used in evaluation.
+        check_finite: Stop with a message naming the step and term when the loss is not finite.
+        plugins: Filled in automatically: the distributions that provide plugin parts, so a
+            checkpoint can name what is missing.
+    """
+
+    def __init__(
+        self,
+        data_shape: Sequence[int] = (784,),
+        latent_dim: int = 50,
+        encoder: Spec = "mlp",
+        decoder: Spec = "mlp",
+        likelihood: Spec = "bernoulli",
+        objective: str = "elbo",
+        num_samples: int = 1,
+        kl_warmup_steps: int = 0,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        init_output_bias: bool = False,
+        estimators: Sequence[Spec] = (),
+        eval_seed: int = 0,
+        check_finite: bool = True,
+        plugins: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__()
+        if num_samples < 1:
+            raise ValueError(f"num_samples must be >= 1; got {num_samples}")
+        self.objective_fn = OBJECTIVES.get(objective)
+        plugins = dict(plugins or {})
+        registries: list[tuple[Registry, Spec]] = [(ENCODERS, encoder), (DECODERS, decoder)]
+        registries += [(LIKELIHOODS, likelihood)]
+        try:
+            self.model = LatentVariableModel.build(
+                tuple(data_shape), latent_dim, encoder, decoder, likelihood
+            )
+        except UnknownNameError as err:
+            missing = {n: d for n, d in plugins.items() if d and n in str(err)}
+            if missing:
+                raise UnknownNameError(
+                    f"{err} This model was saved with plugin(s) "
+                    + ", ".join(f"{n!r} from distribution {d!r}" for n, d in missing.items())
+                    + "; install them (pip install "
+                    + " ".join(sorted(set(missing.values())))
+                    + ")."
+                ) from err
+            raise
+        for registry, spec in registries:
+            for n in _plugin_names(spec):
+                dist = registry.plugin_distribution(n) if n in registry else None
+                if dist:
+                    plugins[n] = dist
+        from lvm.estimators import create_estimator  # local: estimators import the model
+
+        self.estimators = {_name(s): create_estimator(s) for s in estimators}
+        self.save_hyperparameters()
+        self.hparams["plugins"] = plugins
+        self.metrics = nn.ModuleDict(
+            {
+                f"{stage}_{term}": MeanWithStdErr()
+                for stage in ("val", "test")
+                for term in (*_TERMS, *self.estimators)
+            }
+        )
+
+    # -- setup -------------------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        """Check the data against the model before any step runs (runs before a checkpoint restore)."""
+        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if dm is None:
+            return
+        shape = getattr(dm, "data_shape", None)
+        if shape is not None and tuple(shape) != tuple(self.model.event_shape):
+            raise ValueError(
+                f"data shape {tuple(shape)} does not match the model's data_shape "
+                f"{tuple(self.model.event_shape)}; set model.data_shape or the data module's flatten option"
+            )
+        if hasattr(dm, "check"):
+            dm.check(self.model.likelihood)
+        if stage == "fit" and self.hparams.init_output_bias and hasattr(dm, "train_mean"):
+            self.model.init_output_bias(dm.train_mean().to(self.device))
+
+    # -- steps -------------------------------------------------------------------------
+    def kl_weight(self) -> float:
+        warm = self.hparams.kl_warmup_steps
+        return 1.0 if warm <= 0 else min(1.0, self.global_step / warm)
+
+    def forward(self, x: Tensor) -> Bound:
+        return self.objective_fn(self.model, x, self.hparams.num_samples, self.kl_weight())
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        bound = self(batch["x"])
+        loss = -bound.objective.mean()
+        if self.hparams.check_finite and not torch.isfinite(loss):
+            self._raise_non_finite(bound)
+        self.log_dict(
+            {
+                "train/loss": loss.detach(),
+                "train/elbo": bound.value.detach().mean(),
+                "train/reconstruction": bound.reconstruction.detach().mean(),
+                "train/kl": bound.kl.detach().mean(),
+                "train/kl_weight": self.kl_weight(),
+            },
+            prog_bar=False,
+        )
+        return loss
+
+    def _raise_non_finite(self, bound: Bound) -> None:
+        terms = {t: getattr(bound, t).detach() for t in ("reconstruction", "kl", "objective")}
+        bad = [
+            f"{t} (mean {v.mean().item():.4g}, {int((~torch.isfinite(v)).sum())} bad)"
+            for t, v in terms.items()
+            if not torch.isfinite(v).all()
+        ]
+        raise FloatingPointError(
+            f"non-finite loss at global step {self.global_step} (epoch {self.current_epoch}): "
+            f"non-finite term(s): {', '.join(bad) or 'loss'}. Lower the learning rate, check the data, "
+            f"or use a likelihood with a scale floor; the last checkpoint is intact."
+        )
+
+    def _eval_step(self, batch: dict[str, Tensor], stage: str) -> None:
+        x = batch["x"]
+        bound = self(x)
+        self.metrics[f"{stage}_elbo"].update(bound.value)
+        self.metrics[f"{stage}_reconstruction"].update(bound.reconstruction)
+        self.metrics[f"{stage}_kl"].update(bound.kl)
+        for name, est in self.estimators.items():
+            out = est.estimate(self.model, x, index=batch.get("index"), seed=self.hparams.eval_seed)
+            self.metrics[f"{stage}_{name}"].update(out.log_px)
+
+    def _eval_epoch_end(self, stage: str) -> None:
+        logs: dict[str, Tensor] = {}
+        for key, metric in self.metrics.items():
+            if not key.startswith(stage + "_"):
+                continue
+            name = key[len(stage) + 1 :]
+            mean, stderr, count = metric.compute()  # already summed across ranks
+            if name in self.estimators:
+                logs[f"{stage}/log_px/{name}"] = mean.float()
+                logs[f"{stage}/log_px/{name}_stderr"] = stderr.float()
+            else:
+                logs[f"{stage}/{name}"] = mean.float()
+                if name == "elbo":
+                    logs[f"{stage}/elbo_stderr"] = stderr.float()
+                    logs[f"{stage}/count"] = count.float()
+            metric.reset()
+        self.log_dict(logs, prog_bar=stage == "val", sync_dist=False)
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._eval_step(batch, "val")
+
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._eval_step(batch, "test")
+
+    def on_validation_epoch_end(self) -> None:
+        self._eval_epoch_end("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_epoch_end("test")
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        h = self.hparams
+        return torch.optim.Adam(self.parameters(), lr=h.lr, betas=tuple(h.betas), eps=h.eps)
+
+    # -- using a trained model -----------------------------------------------------------
+    @torch.no_grad()
+    def sample(self, n: int, mean: bool = True) -> Tensor:
+        """n draws x ~ p(x | z), z ~ p(z), (n, *data_shape); ``mean=True`` gives E[x | z] (seed 001, 3.1)."""
+        z = self.model.prior().sample((n,))
+        p = self.model.observation(z)
+        return p.mean if mean else p.sample()
+
+    @torch.no_grad()
+    def encode(self, x: Tensor) -> Tensor:
+        """Posterior means E_q[z | x], (B, L)."""
+        return self.model.posterior(x.to(self.device)).mean
+
+    @torch.no_grad()
+    def reconstruct(self, x: Tensor) -> Tensor:
+        """E[x | z] with z ~ q(z | x), (B, *data_shape) (seed 001, Task 3.2)."""
+        z = self.model.posterior(x.to(self.device)).sample()
+        return self.model.observation(z).mean
+
+    @torch.no_grad()
+    def interpolate(self, x_a: Tensor, x_b: Tensor, steps: int = 25) -> Tensor:
+        """E[x | z_s] along z_s = s z_a + (1 - s) z_b for ``steps`` values of s from 1 down to 0.
+
+        Seed 001, Task 3.3: z_a, z_b are the posterior means of x_a, x_b, so each row runs from
+        x_a to x_b. ``x_a``, ``x_b`` are single datapoints or batches (B, ...); returns
+        (steps, *data_shape) or (B, steps, *data_shape).
+        """
+        single = x_a.dim() == len(self.model.event_shape)
+        xa, xb = (x_a[None], x_b[None]) if single else (x_a, x_b)
+        za, zb = self.encode(xa), self.encode(xb)  # (B, L)
+        s = torch.linspace(1.0, 0.0, steps, device=za.device)[None, :, None]  # (1, steps, 1)
+        z = za[:, None] * s + (1 - s) * zb[:, None]  # (B, steps, L)
+        out = self.model.observation(z).mean
+        return out[0] if single else out

@@ -1,0 +1,133 @@
+"""Objectives: analytic KL against Monte Carlo, IWAE bound ordering, the model's anatomy."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch.distributions import Independent, Normal
+
+import lvm
+from lvm import LatentVariableModel, elbo, iwae_bound
+
+
+def tiny_model(
+    d: int = 12, latent: int = 3, seed: int = 0, likelihood: str = "bernoulli"
+) -> LatentVariableModel:
+    torch.manual_seed(seed)
+    return LatentVariableModel.build(
+        (d,), latent, {"name": "mlp", "hidden": [16]}, {"name": "mlp", "hidden": [16]}, likelihood
+    )
+
+
+def test_analytic_kl_matches_closed_form_and_monte_carlo() -> None:
+    torch.manual_seed(0)
+    loc, scale = torch.randn(4, 3), torch.rand(4, 3) + 0.3
+    q = Independent(Normal(loc, scale), 1)
+    model = tiny_model()
+    kl = model.kl(q)
+    # seed 001, eq. 12: 1/2 sum(var + mu^2 - 1 - log var)
+    closed = 0.5 * (scale**2 + loc**2 - 1 - torch.log(scale**2)).sum(-1)
+    torch.testing.assert_close(kl, closed)
+    z = q.sample((200_000,))
+    mc = (q.log_prob(z) - model.prior().log_prob(z)).mean(0)
+    assert torch.allclose(mc, kl, atol=0.02), (mc, kl)
+
+
+def test_elbo_terms_are_consistent() -> None:
+    model = tiny_model()
+    x = (torch.rand(8, 12) > 0.5).float()
+    b = elbo(model, x, num_samples=3, kl_weight=0.25)
+    assert b.value.shape == (8,)
+    torch.testing.assert_close(b.value, b.reconstruction - b.kl)
+    torch.testing.assert_close(b.objective, b.reconstruction - 0.25 * b.kl)
+
+
+def test_iwae_bound_is_above_elbo_and_non_decreasing_in_k() -> None:
+    model = tiny_model(seed=1)
+    x = (torch.rand(64, 12) > 0.5).float()
+    torch.manual_seed(0)
+    reps = 200
+    means = {}
+    with torch.no_grad():
+        for k in (1, 5, 50):
+            vals = torch.stack([iwae_bound(model, x, k).value for _ in range(reps)])  # (reps, B)
+            means[k] = (vals.mean().item(), vals.std().item() / math.sqrt(vals.numel()))
+        e = torch.stack([elbo(model, x).value for _ in range(reps)]).mean().item()
+    assert abs(means[1][0] - e) < 4 * means[1][1] + 1e-3  # L_1 is the ELBO
+    assert means[5][0] > means[1][0] + 3 * means[1][1]
+    assert means[50][0] > means[5][0] + 3 * means[5][1]
+
+
+def test_iwae_with_exact_posterior_is_exact() -> None:
+    """With q = p(z | x), every importance weight equals p(x): L_k = log p(x) for any k."""
+    torch.manual_seed(0)
+    d, s = 4, 0.5
+    w = torch.randn(d, 1)
+    model = LatentVariableModel.build(
+        (d,),
+        1,
+        {"name": "mlp", "hidden": [4]},
+        {"name": "mlp", "hidden": [4]},
+        {"name": "gaussian", "scale": "fixed", "init_scale": s},
+    )
+    model.decoder = torch.nn.Linear(1, d)
+    with torch.no_grad():
+        model.decoder.weight.copy_(w)
+        model.decoder.bias.zero_()
+    x = torch.randn(5, d)
+    prec = 1 + (w.T @ w) / s**2  # (1, 1)
+    post_var = 1 / prec
+    post_mean = (x @ w) / s**2 * post_var  # (B, 1)
+    model.posterior = lambda _x: Independent(Normal(post_mean, post_var.sqrt().expand_as(post_mean)), 1)  # type: ignore[method-assign]
+    exact = torch.distributions.MultivariateNormal(torch.zeros(d), w @ w.T + s**2 * torch.eye(d)).log_prob(x)
+    for k in (1, 7):
+        torch.testing.assert_close(iwae_bound(model, x, k).value, exact, atol=1e-4, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "encoder,decoder,shape",
+    [("mlp", "mlp", (784,)), ("conv", "conv_transpose", (1, 28, 28)), ("mlp", "conv_transpose", (2, 8, 8))],
+)
+@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian", "gamma"])
+def test_networks_compose_with_any_likelihood(
+    encoder: str, decoder: str, shape: tuple, likelihood: str
+) -> None:
+    model = LatentVariableModel.build(shape, 4, encoder, decoder, likelihood)
+    x = torch.rand(3, *shape) * 0.9 + 0.05
+    q = model.posterior(x)
+    assert q.batch_shape == (3,) and q.event_shape == (4,)
+    z = q.rsample((2,))
+    p = model.observation(z)
+    assert p.event_shape == shape and p.batch_shape == (2, 3)
+    lp = p.log_prob(x)
+    assert lp.shape == (2, 3) and torch.isfinite(lp).all()
+    lp.sum().backward()
+    assert all(torch.isfinite(prm.grad).all() for prm in model.parameters() if prm.grad is not None)
+
+
+def test_conv_encoder_rejects_flat_data() -> None:
+    with pytest.raises(ValueError, match=r"image-shaped data \(C, H, W\); got event_shape \(784,\)"):
+        lvm.create_encoder("conv", (784,))
+
+
+def test_unknown_activation_lists_known() -> None:
+    with pytest.raises(ValueError, match="known: tanh, relu"):
+        lvm.create_encoder({"name": "mlp", "activation": "tanhh"}, (4,))
+
+
+def test_unknown_encoder_suggests_closest() -> None:
+    with pytest.raises(lvm.UnknownNameError, match="Did you mean 'conv'"):
+        lvm.create_encoder("cnv", (1, 28, 28))
+
+
+def test_output_bias_init_gives_training_mean() -> None:
+    model = tiny_model()
+    mean = torch.linspace(0.05, 0.95, 12)
+    assert model.init_output_bias(mean)
+    with torch.no_grad():
+        model.decoder.output_layer.weight.zero_()
+    torch.testing.assert_close(
+        model.observation(torch.randn(2, 3)).mean, mean.expand(2, 12), atol=1e-5, rtol=1e-4
+    )
