@@ -9,6 +9,7 @@ import lightning as L
 import torch
 from torch import Tensor, nn
 
+from lvm.checkpoint import rng_state, set_rng_state
 from lvm.encoders import DECODERS, ENCODERS
 from lvm.likelihoods import LIKELIHOODS
 from lvm.metrics import MeanWithStdErr
@@ -20,6 +21,18 @@ __all__ = ["VAE"]
 
 Spec = str | dict[str, Any]
 _TERMS = ("elbo", "reconstruction", "kl")
+#: The estimator that computes an objective's bound in evaluation, with per-datapoint noise.
+_EVAL_BOUND = {"elbo": "elbo", "iwae": "importance"}
+_SCHEDULES = ("constant", "iwae")
+
+
+def iwae_lr_factor(epoch: int) -> float:
+    """Burda et al. (2016): epochs [sum_{j<i} 3^j, sum_{j<=i} 3^j) use 10^(-i/7), i = 0..7."""
+    i, start = 0, 0
+    while i < 7 and epoch >= start + 3**i:
+        start += 3**i
+        i += 1
+    return 10 ** (-i / 7)
 
 
 def _name(spec: Spec) -> str:
@@ -56,6 +69,8 @@ class VAE(L.LightningModule):
         lr: Adam learning rate (seed 001: 1e-3).
         betas: Adam betas (seed 001: 0.9, 0.999).
         eps: Adam epsilon (seed 001: 1e-8).
+        lr_schedule: ``"constant"``, or ``"iwae"``: Burda et al. (2016)'s schedule, 3^i epochs at
+            lr * 10^(-i/7) for i = 0..7 (3,280 epochs in all), applied per epoch.
         init_output_bias: Set the decoder output bias to the training mean (Burda et al. 2016).
         estimators: log p(x) estimators run on validation and test batches, by name or spec,
             e.g. ``[{"name": "importance", "num_samples": 5000}]``.
@@ -78,6 +93,7 @@ class VAE(L.LightningModule):
         lr: float = 1e-3,
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
+        lr_schedule: str = "constant",
         init_output_bias: bool = False,
         estimators: Sequence[Spec] = (),
         eval_seed: int = 0,
@@ -87,6 +103,8 @@ class VAE(L.LightningModule):
         super().__init__()
         if num_samples < 1:
             raise ValueError(f"num_samples must be >= 1; got {num_samples}")
+        if lr_schedule not in _SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {', '.join(_SCHEDULES)}; got {lr_schedule!r}")
         self.objective_fn = OBJECTIVES.get(objective)
         plugins = dict(plugins or {})
         registries: list[tuple[Registry, Spec]] = [(ENCODERS, encoder), (DECODERS, decoder)]
@@ -114,6 +132,13 @@ class VAE(L.LightningModule):
         from lvm.estimators import create_estimator  # local: estimators import the model
 
         self.estimators = {_name(s): create_estimator(s) for s in estimators}
+        # evaluation noise is keyed by (eval_seed, dataset index): the same for any batching or process count
+        self._eval_elbo = create_estimator({"name": "elbo", "num_samples": num_samples})
+        bound = _EVAL_BOUND.get(objective)
+        self._eval_bound = self._eval_elbo if bound == "elbo" else None
+        if bound not in (None, "elbo"):
+            self._eval_bound = create_estimator({"name": bound, "num_samples": num_samples})
+        self._resume_rng: dict[str, Tensor] | None = None
         self.save_hyperparameters()
         self.hparams["plugins"] = plugins
         self.metrics = nn.ModuleDict(
@@ -179,12 +204,29 @@ class VAE(L.LightningModule):
             f"or use a likelihood with a scale floor; the last checkpoint is intact."
         )
 
+    def _eval_terms(self, x: Tensor, index: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+        """(bound, reconstruction, KL) per datapoint, (B,) each, with noise keyed by (eval_seed, index).
+
+        The bound is the objective's (ELBO or IWAE L_k, same number of samples); reconstruction
+        = ELBO + KL with the closed-form KL. A plugin objective falls back to the global RNG.
+        """
+        if self._eval_bound is None:
+            b = self(x)
+            return b.value, b.reconstruction, b.kl
+        seed = self.hparams.eval_seed
+        elbo = self._eval_elbo.estimate(self.model, x, index=index, seed=seed).log_px
+        kl = self.model.kl(self.model.posterior(x))
+        value = elbo
+        if self._eval_bound is not self._eval_elbo:
+            value = self._eval_bound.estimate(self.model, x, index=index, seed=seed).log_px
+        return value, elbo + kl, kl
+
     def _eval_step(self, batch: dict[str, Tensor], stage: str) -> None:
         x = batch["x"]
-        bound = self(x)
-        self.metrics[f"{stage}_elbo"].update(bound.value)
-        self.metrics[f"{stage}_reconstruction"].update(bound.reconstruction)
-        self.metrics[f"{stage}_kl"].update(bound.kl)
+        value, reconstruction, kl = self._eval_terms(x, batch.get("index"))
+        self.metrics[f"{stage}_elbo"].update(value)
+        self.metrics[f"{stage}_reconstruction"].update(reconstruction)
+        self.metrics[f"{stage}_kl"].update(kl)
         for name, est in self.estimators.items():
             out = est.estimate(self.model, x, index=batch.get("index"), seed=self.hparams.eval_seed)
             self.metrics[f"{stage}_{name}"].update(out.log_px)
@@ -219,9 +261,26 @@ class VAE(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         self._eval_epoch_end("test")
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
+    # -- checkpoints: the RNG state, so a resumed run draws what an uninterrupted one would ----
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["lvm_rng_state"] = rng_state(self.device)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._resume_rng = checkpoint.get("lvm_rng_state")
+
+    def on_train_start(self) -> None:
+        """When resuming a fit (``ckpt_path``), restore the RNG state saved with the checkpoint."""
+        if self._resume_rng is not None and self.trainer.ckpt_path:
+            set_rng_state(self._resume_rng, self.device)
+        self._resume_rng = None
+
+    def configure_optimizers(self) -> Any:
         h = self.hparams
-        return torch.optim.Adam(self.parameters(), lr=h.lr, betas=tuple(h.betas), eps=h.eps)
+        opt = torch.optim.Adam(self.parameters(), lr=h.lr, betas=tuple(h.betas), eps=h.eps)
+        if h.lr_schedule == "constant":
+            return opt
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, iwae_lr_factor)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
 
     # -- using a trained model -----------------------------------------------------------
     @torch.no_grad()

@@ -176,3 +176,17 @@ def test_log_half_for_untrained_bernoulli_is_exact() -> None:
             p.zero_()
     b = vae(prototype_bits(8))
     torch.testing.assert_close(b.reconstruction, torch.full((8,), -20 * math.log(2)))
+
+
+def test_iwae_lr_schedule_boundaries() -> None:
+    """Burda et al. (2016): 3^i epochs at 10^(-i/7); 3,280 epochs end at a factor of 1/10."""
+    from lvm.vae import iwae_lr_factor
+
+    stages = [iwae_lr_factor(e) for e in range(3280)]
+    for i in range(8):
+        assert stages.count(pytest.approx(10 ** (-i / 7))) == 3**i
+    assert iwae_lr_factor(3279) == pytest.approx(0.1)
+    opt = small_vae(lr_schedule="iwae").configure_optimizers()
+    assert opt["lr_scheduler"]["interval"] == "epoch"
+    with pytest.raises(ValueError, match="lr_schedule must be one of constant, iwae; got 'cosine'"):
+        small_vae(lr_schedule="cosine")

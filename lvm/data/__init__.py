@@ -10,6 +10,7 @@ from lvm.data.binarized_mnist import BinarizedMNISTDataModule
 from lvm.data.idx import read_idx
 from lvm.data.loader import InMemoryLoader, dist_info
 from lvm.data.mnist import MNISTDataModule, binarize_batch
+from lvm.data.semi_supervised import SemiSupervisedDataModule
 from lvm.data.tabular import TabularDataModule, sample_tabular, tabular_log_density
 from lvm.data.tensor import TensorDataModule
 from lvm.registry import UnknownNameError
@@ -20,6 +21,7 @@ __all__ = [
     "InMemoryDataModule",
     "InMemoryLoader",
     "MNISTDataModule",
+    "SemiSupervisedDataModule",
     "Split",
     "TabularDataModule",
     "TensorDataModule",

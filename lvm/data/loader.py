@@ -40,6 +40,7 @@ class InMemoryLoader:
     every rank. The epoch is set with :meth:`set_epoch`; otherwise every new iteration advances it
     by one, so consecutive epochs differ and are reproducible. Iteration is lazy: ``iter(loader)``
     alone (as Lightning does to check a dataloader) neither draws nor advances anything.
+    :meth:`state_dict` / :meth:`load_state_dict` make it resumable mid-epoch (see there).
 
     Sharding across ``torch.distributed`` ranks (W ranks, this one r):
 
@@ -103,10 +104,33 @@ class InMemoryLoader:
         self.seed, self.shard = int(seed), str(shard)
         self.epoch = 0  # epoch of the current (or last) iteration
         self._next_epoch = 0
+        self._skip = 0  # batches the next iteration skips (resuming mid-epoch)
+        self._yielded: int | None = None  # batches the current iteration has yielded; None before any
 
     def set_epoch(self, epoch: int) -> None:
         """Make the next iteration use ``epoch`` (later ones continue from it)."""
-        self._next_epoch = int(epoch)
+        self._next_epoch, self._skip, self._yielded = int(epoch), 0, None
+
+    def state_dict(self) -> dict[str, int]:
+        """Where iteration stands: ``{"epoch": e, "batches": b}``, b batches of epoch e yielded.
+
+        Lightning saves this in checkpoints (it treats loaders with ``state_dict`` and
+        ``load_state_dict`` as resumable), so a run resumed mid-epoch sees the same batches.
+        """
+        if self._yielded is None:
+            return {"epoch": self._next_epoch, "batches": self._skip}
+        return {"epoch": self.epoch, "batches": self._yielded}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        """Make the next iteration continue epoch ``state["epoch"]`` after ``state["batches"]`` batches.
+
+        The skipped batches are drawn (and transformed) but not yielded, so what follows is
+        exactly what an uninterrupted iteration gives; exact only for the same world size.
+        """
+        epoch, batches = int(state["epoch"]), int(state["batches"])
+        if batches >= len(self):  # the epoch had ended
+            epoch, batches = epoch + 1, 0
+        self._next_epoch, self._skip, self._yielded = epoch, batches, None
 
     def _world(self) -> tuple[int, int]:
         return (1, 0) if self.shard == "none" else dist_info()
@@ -137,6 +161,7 @@ class InMemoryLoader:
 
     def __iter__(self) -> Iterator[dict[str, Tensor]]:
         epoch = self.epoch = self._next_epoch
+        skip, self._skip, self._yielded = self._skip, 0, 0
         self._next_epoch = epoch + 1
         idx = self.indices(epoch).to(self.x.device)
         stop = len(idx) - len(idx) % self.batch_size if self.drop_last else len(idx)
@@ -153,10 +178,15 @@ class InMemoryLoader:
             end = start + self.batch_size
             xb = xs[start:end]
             if gen is not None:
-                xb = self.transform(xb, gen)
+                xb = self.transform(xb, gen)  # also for skipped batches: advances the generator
+            if skip > 0:
+                skip -= 1
+                self._yielded += 1
+                continue
             batch = {"x": xb, "index": idx[start:end]}
             if ys is not None:
                 batch["y"] = ys[start:end]
+            self._yielded += 1
             yield batch
 
     def __repr__(self) -> str:
