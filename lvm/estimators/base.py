@@ -1,0 +1,123 @@
+"""The estimator contract: ``Estimator.estimate(model, x) -> Estimate`` with per-datapoint log p(x)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
+
+import torch
+from torch import Tensor
+from torch.distributions import Distribution, Independent, Normal
+
+if TYPE_CHECKING:
+    from lvm.model import LatentVariableModel
+
+__all__ = ["CHUNK_BYTES", "Estimate", "Estimator", "normal_params"]
+
+#: Default budget for one chunk's decoder output (chunk x B x raw_size values); see ``Estimator.chunk_size``.
+CHUNK_BYTES = 16 * 2**20
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Per-datapoint estimates of log p(x), in nats.
+
+    Attributes:
+        log_px: The estimate of log p(x), (B,).
+        num_samples: Samples of z per datapoint that went into it (exactly the number asked for).
+        ess: Effective sample size of the normalised importance weights, (sum w)^2 / sum w^2, (B,),
+            or None for an estimator without weights (the ELBO).
+        log_weight_var: Sample variance of the log weights, (B,), or None.
+    """
+
+    log_px: Tensor
+    num_samples: int
+    ess: Tensor | None = None
+    log_weight_var: Tensor | None = None
+
+    @property
+    def nll(self) -> Tensor:
+        """Negative log-likelihood -log p(x), (B,), nats per datapoint."""
+        return -self.log_px
+
+
+def normal_params(dist: Distribution) -> tuple[Tensor, Tensor] | None:
+    """(loc, scale) of a diagonal Gaussian ``Independent(Normal, 1)``, else None."""
+    if (
+        isinstance(dist, Independent)
+        and dist.reinterpreted_batch_ndims == 1
+        and type(dist.base_dist) is Normal
+    ):
+        return dist.base_dist.loc, dist.base_dist.scale
+    return None
+
+
+class Estimator:
+    """An estimator of log p(x) for each datapoint of a batch, kept apart from the model.
+
+    Subclasses set ``name`` and implement :meth:`_estimate`. Samples of z lie on dim 0 and are
+    processed ``chunk_size`` at a time, so memory does not grow with ``num_samples``; randomness
+    comes from :class:`~lvm.estimators.noise.NormalNoise`, keyed by dataset index and seed.
+
+    Args:
+        num_samples: K, samples of z per datapoint; exactly this many are drawn.
+        chunk_size: Samples per chunk; None picks it so that one chunk's decoder output
+            (chunk x B x raw_size values) takes about ``CHUNK_BYTES``.
+
+    Raises:
+        ValueError: if ``num_samples`` or ``chunk_size`` is not a positive integer.
+    """
+
+    name: ClassVar[str] = "estimator"
+
+    def __init__(self, num_samples: int = 1, chunk_size: int | None = None) -> None:
+        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+            raise ValueError(f"{self.name}: num_samples must be a positive integer; got {num_samples!r}")
+        if chunk_size is not None and (
+            isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1
+        ):
+            raise ValueError(
+                f"{self.name}: chunk_size must be a positive integer or None; got {chunk_size!r}"
+            )
+        self.num_samples = num_samples
+        self.chunk_size = chunk_size
+
+    def estimate(
+        self, model: LatentVariableModel, x: Tensor, *, index: Tensor | None = None, seed: int = 0
+    ) -> Estimate:
+        """Estimate log p(x) for each datapoint of ``x`` (B, *event_shape), without gradients.
+
+        Args:
+            model: The latent variable model.
+            x: A batch of data.
+            index: Dataset indices of the datapoints (B,); with them the randomness of each
+                datapoint depends only on (seed, index), not on the batch. None: seeded ``randn``.
+            seed: Evaluation seed.
+
+        Returns:
+            An :class:`Estimate` whose tensors have shape (B,).
+        """
+        if x.dim() < 1 or x.shape[0] < 1:
+            raise ValueError(f"{self.name}: x must be a non-empty batch (B, ...); got shape {tuple(x.shape)}")
+        with torch.no_grad():
+            return self._estimate(model, x, index, int(seed))
+
+    def _estimate(self, model: LatentVariableModel, x: Tensor, index: Tensor | None, seed: int) -> Estimate:
+        raise NotImplementedError(f"{type(self).__name__} must implement _estimate")
+
+    def chunks(
+        self, model: LatentVariableModel, x: Tensor, total: int | None = None
+    ) -> Iterator[tuple[int, int]]:
+        """(start, count) of the chunks of ``total`` samples (default ``num_samples``); the last may be short."""
+        total = self.num_samples if total is None else total
+        size = self.chunk_size
+        if size is None:
+            lik = getattr(model, "likelihood", None)
+            raw_size = int(getattr(lik, "raw_size", 0) or x[0].numel())
+            size = max(1, CHUNK_BYTES // (x.shape[0] * raw_size * x.element_size()))
+        for start in range(0, total, size):
+            yield start, min(size, total - start)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(num_samples={self.num_samples}, chunk_size={self.chunk_size})"
