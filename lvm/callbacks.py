@@ -18,14 +18,16 @@ class SeedFigures(L.Callback):
 
     Written on rank 0 only, every ``every_n_epochs`` validation epochs (0: only at the end of
     ``fit``), into ``out_dir`` (default ``<trainer.default_root_dir>/figures``), and logged as
-    images to every logger that has ``log_image`` (W&B). Test images are the first of the
-    data module's test loader.
+    images under ``figures/<name>`` to every logger that has ``log_image`` (W&B). Test images
+    are the first of the data module's test loader.
 
     Args:
         out_dir: Folder for the PNG files.
         every_n_epochs: Period in epochs for figures during training (0: off).
         num_interpolations: Pairs of test images to interpolate between.
         steps: Points on each interpolation.
+        seed: Seed of the prior samples and reconstructions; drawn with a forked RNG, so the
+            pictures are the same for the same weights and training draws what it would without them.
     """
 
     def __init__(
@@ -34,11 +36,13 @@ class SeedFigures(L.Callback):
         every_n_epochs: int = 0,
         num_interpolations: int = 5,
         steps: int = 25,
+        seed: int = 0,
     ) -> None:
         self.out_dir = out_dir
         self.every_n_epochs = every_n_epochs
         self.num_interpolations = num_interpolations
         self.steps = steps
+        self.seed = seed
         self.paths: dict[str, str] = {}
 
     def _test_images(self, trainer: L.Trainer) -> torch.Tensor | None:
@@ -63,17 +67,16 @@ class SeedFigures(L.Callback):
         x = self._test_images(trainer)
         if x is None:
             return
-        grids = seed_figures(pl_module, x, self.num_interpolations, self.steps)
+        devices = [pl_module.device] if pl_module.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):  # the pictures leave the training RNG untouched
+            torch.manual_seed(self.seed)
+            grids = seed_figures(pl_module, x, self.num_interpolations, self.steps)
         out = self.out_dir or os.path.join(trainer.default_root_dir, "figures")
         self.paths = save_seed_figures(grids, out)
         for logger in trainer.loggers:
             if hasattr(logger, "log_image"):
-                logger.log_image(
-                    key="figures",
-                    images=[g for g in grids.values()],
-                    caption=list(grids),
-                    step=trainer.global_step,
-                )
+                for name, grid in grids.items():  # one key each: the grids differ in size
+                    logger.log_image(key=f"figures/{name}", images=[grid], step=trainer.global_step)
         rank_zero_info(f"[lvm] {tag}: figures written to {out}: {', '.join(sorted(self.paths))}")
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

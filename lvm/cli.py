@@ -5,13 +5,16 @@ from __future__ import annotations
 import os
 import sys
 import textwrap
+from typing import Any
 
 import lightning as L
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+import yaml
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.utilities import rank_zero_info
 
+from lvm.checkpoint import with_atomic_checkpoints
 from lvm.encoders import DECODERS, ENCODERS
-from lvm.estimators import ESTIMATORS
+from lvm.estimators import ESTIMATORS, keep_freed_memory
 from lvm.likelihoods import LIKELIHOODS
 from lvm.vae import VAE
 
@@ -37,12 +40,31 @@ def _description() -> str:
     )
 
 
+class LogConfig(SaveConfigCallback):
+    """Save ``config.yaml`` in the log folder and log the whole config to every logger (W&B), on rank 0."""
+
+    def save_config(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        config = yaml.safe_load(self.parser.dump(self.config, skip_none=False))
+        for logger in trainer.loggers:
+            logger.log_hyperparams(config)
+
+
 class LVMCLI(LightningCLI):
     """LightningCLI whose model is :class:`~lvm.vae.VAE` and whose data is any LightningDataModule.
 
     ``model.data_shape`` is taken from the data module (``data.data_shape``), and
-    ``--test_after_fit true`` runs the test set on the best checkpoint once ``fit`` ends.
+    ``--test_after_fit true`` runs the test set on the best checkpoint once ``fit`` ends. The
+    trainer writes checkpoints with :class:`~lvm.checkpoint.AtomicCheckpointIO` unless the
+    config names another CheckpointIO, and the config is logged to every logger.
     """
+
+    def __init__(self, *args: Any, save_config_callback: type | None = LogConfig, **kwargs: Any) -> None:
+        super().__init__(*args, save_config_callback=save_config_callback, **kwargs)
+
+    def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
+        config = self._get(self.config_init, "trainer", default={})
+        plugins = kwargs.pop("plugins", None) or config.get("plugins")
+        return super().instantiate_trainer(plugins=with_atomic_checkpoints(plugins), **kwargs)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.data_shape", "model.data_shape", apply_on="instantiate")
@@ -75,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return compare_main(args[1:])
     os.environ.setdefault("WANDB_MODE", "offline")
+    keep_freed_memory()  # a process entry point: chunked estimators reuse freed blocks (see allocator.py)
     LVMCLI(
         VAE,
         L.LightningDataModule,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -47,6 +49,22 @@ def _plugin_names(spec: Spec) -> list[str]:
     for part in spec.get("parts", []) or []:
         names += _plugin_names(part)
     return names
+
+
+def _drop_failing_nvml_probe() -> None:
+    """Unset ``PYTORCH_NVML_BASED_CUDA_CHECK`` where NVML cannot be loaded; the answers stay the same.
+
+    Lightning sets it on import so that ``torch.cuda.is_available()`` asks NVML instead of
+    initialising CUDA. Without NVML (no NVIDIA driver), torch tries to load it on every call and
+    then asks the CUDA runtime anyway, and ``Adam.step`` makes that call every step: a failed
+    ``dlopen`` that cost 0.1-0.5 ms per step on a 2-core machine, up to 8% of the IWAE MLP's step.
+    """
+    if os.environ.get("PYTORCH_NVML_BASED_CUDA_CHECK") != "1":
+        return
+    try:
+        ctypes.CDLL("libnvidia-ml.so.1")
+    except OSError:
+        del os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"]
 
 
 class VAE(L.LightningModule):
@@ -141,11 +159,11 @@ class VAE(L.LightningModule):
         self._resume_rng: dict[str, Tensor] | None = None
         self.save_hyperparameters()
         self.hparams["plugins"] = plugins
-        self.metrics = nn.ModuleDict(
+        self.metrics = nn.ModuleDict(  # estimators apart from the terms: an estimator may be named "elbo"
             {
                 f"{stage}_{term}": MeanWithStdErr()
                 for stage in ("val", "test")
-                for term in (*_TERMS, *self.estimators)
+                for term in (*_TERMS, *(f"log_px_{e}" for e in self.estimators))
             }
         )
 
@@ -166,6 +184,9 @@ class VAE(L.LightningModule):
         if stage == "fit" and self.hparams.init_output_bias and hasattr(dm, "train_mean"):
             self.model.init_output_bias(dm.train_mean().to(self.device))
 
+    def on_fit_start(self) -> None:
+        _drop_failing_nvml_probe()
+
     # -- steps -------------------------------------------------------------------------
     def kl_weight(self) -> float:
         warm = self.hparams.kl_warmup_steps
@@ -179,17 +200,29 @@ class VAE(L.LightningModule):
         loss = -bound.objective.mean()
         if self.hparams.check_finite and not torch.isfinite(loss):
             self._raise_non_finite(bound)
-        self.log_dict(
-            {
-                "train/loss": loss.detach(),
-                "train/elbo": bound.value.detach().mean(),
-                "train/reconstruction": bound.reconstruction.detach().mean(),
-                "train/kl": bound.kl.detach().mean(),
-                "train/kl_weight": self.kl_weight(),
-            },
-            prog_bar=False,
-        )
+        if self._logs_this_step():
+            self.log_dict(
+                {
+                    "train/loss": loss.detach(),
+                    "train/elbo": bound.value.detach().mean(),
+                    "train/reconstruction": bound.reconstruction.detach().mean(),
+                    "train/kl": bound.kl.detach().mean(),
+                    "train/kl_weight": self.kl_weight(),
+                },
+                prog_bar=False,
+            )
         return loss
+
+    def _logs_this_step(self) -> bool:
+        """Whether Lightning writes this step's values to the loggers (every ``log_every_n_steps`` steps).
+
+        ``self.log`` costs about as much as a small model's step, so the training values are
+        logged only on the steps the loggers receive, as Lightning's own monitors do; what the
+        loggers get is unchanged. ``trainer.callback_metrics`` then holds the last logged step's.
+        """
+        trainer = self._trainer
+        connector = getattr(trainer, "_logger_connector", None)
+        return connector is None or bool(trainer.fast_dev_run) or connector.should_update_logs
 
     def _raise_non_finite(self, bound: Bound) -> None:
         terms = {t: getattr(bound, t).detach() for t in ("reconstruction", "kl", "objective")}
@@ -229,7 +262,7 @@ class VAE(L.LightningModule):
         self.metrics[f"{stage}_kl"].update(kl)
         for name, est in self.estimators.items():
             out = est.estimate(self.model, x, index=batch.get("index"), seed=self.hparams.eval_seed)
-            self.metrics[f"{stage}_{name}"].update(out.log_px)
+            self.metrics[f"{stage}_log_px_{name}"].update(out.log_px)
 
     def _eval_epoch_end(self, stage: str) -> None:
         logs: dict[str, Tensor] = {}
@@ -238,9 +271,9 @@ class VAE(L.LightningModule):
                 continue
             name = key[len(stage) + 1 :]
             mean, stderr, count = metric.compute()  # already summed across ranks
-            if name in self.estimators:
-                logs[f"{stage}/log_px/{name}"] = mean.float()
-                logs[f"{stage}/log_px/{name}_stderr"] = stderr.float()
+            if name.startswith("log_px_"):
+                logs[f"{stage}/log_px/{name[7:]}"] = mean.float()
+                logs[f"{stage}/log_px/{name[7:]}_stderr"] = stderr.float()
             else:
                 logs[f"{stage}/{name}"] = mean.float()
                 if name == "elbo":
@@ -276,7 +309,12 @@ class VAE(L.LightningModule):
 
     def configure_optimizers(self) -> Any:
         h = self.hparams
-        opt = torch.optim.Adam(self.parameters(), lr=h.lr, betas=tuple(h.betas), eps=h.eps)
+        # The fused kernel updates every parameter in one call: 3-4x faster than the default per-tensor
+        # loop on the CPU (about 1 ms of a 6 ms step for the IWAE MLP); same update up to float rounding.
+        fused = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in self.parameters())
+        opt = torch.optim.Adam(
+            self.parameters(), lr=h.lr, betas=tuple(h.betas), eps=h.eps, fused=fused or None
+        )
         if h.lr_schedule == "constant":
             return opt
         sched = torch.optim.lr_scheduler.LambdaLR(opt, iwae_lr_factor)

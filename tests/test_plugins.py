@@ -54,7 +54,9 @@ X = [[0.1, -2.0, 3.0, 0.0], [1.0, -1.0, 0.5, -0.25]]
 
 # -- a mocked entry point ------------------------------------------------------------------
 def test_mocked_entry_point_likelihood_matches_scipy(monkeypatch: pytest.MonkeyPatch) -> None:
-    with_plugins(monkeypatch, EntryPoint(name="laplace", value=f"{__name__}:Laplace", group="lvm.likelihoods"))
+    with_plugins(
+        monkeypatch, EntryPoint(name="laplace", value=f"{__name__}:Laplace", group="lvm.likelihoods")
+    )
     assert "laplace" in list_likelihoods()
     assert "laplace (plugin: unknown distribution)" in LIKELIHOODS.describe()
 
@@ -73,7 +75,9 @@ def test_mocked_entry_point_likelihood_matches_scipy(monkeypatch: pytest.MonkeyP
 
 
 def test_entry_point_cannot_shadow_a_builtin_likelihood(monkeypatch: pytest.MonkeyPatch) -> None:
-    with_plugins(monkeypatch, EntryPoint(name="bernoulli", value=f"{__name__}:Laplace", group="lvm.likelihoods"))
+    with_plugins(
+        monkeypatch, EntryPoint(name="bernoulli", value=f"{__name__}:Laplace", group="lvm.likelihoods")
+    )
     assert list_likelihoods().count("bernoulli") == 1
     assert type(create_likelihood("bernoulli", (4,))) is Bernoulli
     assert LIKELIHOODS.plugin_distribution("bernoulli") is None
@@ -122,14 +126,20 @@ def test_installed_example_is_discovered_through_its_entry_point(tmp_path: Path)
     pip = [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index"]
     done = subprocess.run(
         [*pip, "--disable-pip-version-check", "-q", "--target", str(target), str(src)],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stdout + done.stderr
 
     env = {**os.environ, "PYTHONPATH": str(target)}
     child = subprocess.run(
         [sys.executable, "-c", CHILD, json.dumps(RAW), json.dumps(X)],
-        capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=tmp_path,
     )
     assert child.returncode == 0, child.stderr
     out = json.loads(child.stdout.strip().splitlines()[-1])

@@ -77,7 +77,10 @@ def test_unknown_name_without_a_close_match_still_lists_known(reg: Registry) -> 
 
 
 def test_unknown_likelihood_suggests_the_builtin() -> None:
-    with pytest.raises(ValueError, match=r"Did you mean 'bernoulli'\?.*Known likelihoods: .*bernoulli, composite, gamma, gaussian"):
+    with pytest.raises(
+        ValueError,
+        match=r"Did you mean 'bernoulli'\?.*Known likelihoods: .*bernoulli, composite, gamma, gaussian",
+    ):
         create_likelihood("bernouli", (3,))
 
 
@@ -131,7 +134,9 @@ def test_create_likelihood_from_dict_spec() -> None:
     lk = create_likelihood({"name": "gaussian", "scale": "fixed", "init_scale": 0.5}, (3,))
     assert isinstance(lk, Gaussian) and lk.scale_mode == "fixed" and lk.init_scale == 0.5
     # keyword arguments win over the dict
-    assert create_likelihood({"name": "gaussian", "scale": "fixed"}, (3,), scale="shared").scale_mode == "shared"
+    assert (
+        create_likelihood({"name": "gaussian", "scale": "fixed"}, (3,), scale="shared").scale_mode == "shared"
+    )
     with pytest.raises(ValueError, match="needs a 'name' key"):
         create_likelihood({"scale": "fixed"}, (3,))
 
@@ -165,7 +170,11 @@ def test_plugin_typo_is_suggested(reg: Registry, monkeypatch: pytest.MonkeyPatch
     ("source", "value", "needles"),
     [
         ("raise RuntimeError('plugin is broken')\n", "{mod}:Encoder", ["RuntimeError: plugin is broken"]),
-        ("import lvm_no_such_dependency\n", "{mod}:Encoder", ["ModuleNotFoundError", "lvm_no_such_dependency"]),
+        (
+            "import lvm_no_such_dependency\n",
+            "{mod}:Encoder",
+            ["ModuleNotFoundError", "lvm_no_such_dependency"],
+        ),
         ("class Other:\n    pass\n", "{mod}:Encoder", ["AttributeError", "Encoder"]),
         (None, "lvm_no_such_plugin_module:Encoder", ["ModuleNotFoundError", "lvm_no_such_plugin_module"]),
     ],
@@ -198,7 +207,9 @@ def test_broken_plugin_fails_on_use_not_on_listing(
         reg.create("broken")
 
 
-def test_broken_plugin_message_names_its_distribution(reg: Registry, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_broken_plugin_message_names_its_distribution(
+    reg: Registry, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     """Entry points read from a real dist-info carry their distribution; the error names it."""
     info = tmp_path / "lvm_bad_encoder-1.0.dist-info"
     info.mkdir()
@@ -211,7 +222,9 @@ def test_broken_plugin_message_names_its_distribution(reg: Registry, monkeypatch
     assert "bad" in reg.names()
     assert reg.plugin_distribution("bad") == "lvm-bad-encoder"
     assert "bad (plugin: lvm-bad-encoder)" in reg.describe()
-    with pytest.raises(PluginError, match=r"encoder plugin 'bad' .*distribution 'lvm-bad-encoder'.*uninstall"):
+    with pytest.raises(
+        PluginError, match=r"encoder plugin 'bad' .*distribution 'lvm-bad-encoder'.*uninstall"
+    ):
         reg.get("bad")
 
 
@@ -235,7 +248,9 @@ def test_rescan_finds_a_plugin_installed_later(reg: Registry, monkeypatch: pytes
     assert reg.names() == ["conv", "late", "mlp"]
 
 
-def test_registering_a_plugin_name_replaces_the_lazy_entry(reg: Registry, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_registering_a_plugin_name_replaces_the_lazy_entry(
+    reg: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
     use_entry_points(monkeypatch, reg, ep("late", "nowhere:Late"))
     assert "late" in reg.names()
     reg.add("late", Conv)
