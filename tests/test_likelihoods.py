@@ -247,11 +247,16 @@ def test_gamma_extreme_data_has_finite_log_prob_and_grad(x: float) -> None:
     lp.sum().backward()
     assert torch.isfinite(lp).all() and torch.isfinite(raw.grad).all()
     k = r = math.log(2) + 1e-4
-    torch.testing.assert_close(lp, torch.tensor([stats.gamma.logpdf(x, a=k, scale=1 / r)], dtype=torch.float32))
+    torch.testing.assert_close(
+        lp, torch.tensor([stats.gamma.logpdf(x, a=k, scale=1 / r)], dtype=torch.float32)
+    )
 
 
 # -- errors --------------------------------------------------------------------------------
-COMPOSITE = {"name": "composite", "parts": [{"name": "gamma", "columns": [0]}, {"name": "gaussian", "columns": [1, 2]}]}
+COMPOSITE = {
+    "name": "composite",
+    "parts": [{"name": "gamma", "columns": [0]}, {"name": "gaussian", "columns": [1, 2]}],
+}
 
 
 @pytest.mark.parametrize(
@@ -316,7 +321,9 @@ def test_gaussian_bad_scale_mode() -> None:
 @pytest.mark.parametrize("spec", ["bernoulli", "gamma", "gaussian", COMPOSITE])
 def test_raw_size_mismatch_names_expected_and_got(spec: Any) -> None:
     lk = create_likelihood(spec, (D,))
-    with pytest.raises(ValueError, match=rf"expects {lk.raw_size} decoder outputs.*got raw shape \(2, {lk.raw_size + 1}\)"):
+    with pytest.raises(
+        ValueError, match=rf"expects {lk.raw_size} decoder outputs.*got raw shape \(2, {lk.raw_size + 1}\)"
+    ):
         lk(torch.zeros(2, lk.raw_size + 1))
 
 
@@ -328,7 +335,10 @@ def test_raw_size_mismatch_names_expected_and_got(spec: Any) -> None:
         {"name": "gaussian", "scale": "fixed"},
         {"name": "gaussian", "scale": "shared"},
         {"name": "gaussian", "scale": "per_output", "init_scale": 0.5},
-        {"name": "composite", "parts": [{"name": "gaussian", "columns": [2]}, {"name": "bernoulli", "columns": [0, 1]}]},
+        {
+            "name": "composite",
+            "parts": [{"name": "gaussian", "columns": [2]}, {"name": "bernoulli", "columns": [0, 1]}],
+        },
     ],
     ids=["bernoulli", "gaussian-fixed", "gaussian-shared", "gaussian-per_output", "composite"],
 )
