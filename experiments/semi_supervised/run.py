@@ -1,0 +1,122 @@
+"""Train M2 (Kingma et al. 2014) on MNIST with few labels, then write test accuracy, curve and pictures."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+import yaml
+from PIL import Image
+from torchvision.utils import make_grid
+
+from lvm.data import MNISTDataModule, SemiSupervisedDataModule
+from lvm.semi_supervised import SemiSupervisedVAE
+
+HERE = Path(__file__).resolve().parent
+
+
+class Curve(L.Callback):
+    """Record (epoch, step, minutes, val/accuracy) at every validation."""
+
+    def __init__(self) -> None:
+        self.start, self.rows = time.time(), []
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or "val/accuracy" not in trainer.callback_metrics:
+            return
+        row = {
+            "epoch": round(trainer.global_step / max(trainer.num_training_batches, 1), 3),
+            "step": trainer.global_step,
+            "minutes": round((time.time() - self.start) / 60, 2),
+            "val_accuracy": round(float(trainer.callback_metrics["val/accuracy"]), 4),
+        }
+        self.rows.append(row)
+        print(json.dumps(row), flush=True)
+
+
+def class_conditional(model: SemiSupervisedVAE, num_classes: int, per_class: int = 10) -> torch.Tensor:
+    """Grid of E[x | y, z], z ~ p(z): row c shows ``per_class`` draws of class c."""
+    y = torch.arange(num_classes).repeat_interleave(per_class)
+    model.eval()
+    x = model.sample(y).reshape(len(y), 1, 28, 28).clamp(0, 1).cpu()
+    return make_grid(x, nrow=per_class, pad_value=1.0)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--config", default=str(HERE / "m2.yaml"), help="YAML config (default: m2.yaml)")
+    parser.add_argument("--full", action="store_true", help="use the config's full budget, not the CPU one")
+    parser.add_argument("--max-minutes", type=float, default=None, help="override the training time limit")
+    parser.add_argument("--max-epochs", type=int, default=None, help="override the epoch limit")
+    parser.add_argument("--out", default="runs/semi_supervised", help="folder for results.json, PNG, logs")
+    parser.add_argument("--data-dir", default=None, help="data root (default $LVM_DATA_DIR or ./data)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch CPU threads (1: fastest on a busy shared CPU)"
+    )
+    parser.add_argument("--accelerator", default="auto")
+    args = parser.parse_args(argv)
+
+    t0 = time.time()
+    torch.set_num_threads(args.threads)
+    cfg = yaml.safe_load(Path(args.config).read_text())
+    budget = dict(cfg["budget"]["full" if args.full else "cpu"])
+    if args.max_minutes is not None:
+        budget["max_minutes"] = args.max_minutes
+    if args.max_epochs is not None:
+        budget["max_epochs"] = args.max_epochs
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    L.seed_everything(cfg.get("seed", 0), verbose=False)
+
+    data = dict(cfg["data"])
+    base = MNISTDataModule(data_dir=args.data_dir, seed=cfg.get("seed", 0), **data.pop("base"))
+    dm = SemiSupervisedDataModule(base, **data)
+    model = SemiSupervisedVAE(data_shape=dm.data_shape, **cfg["model"])
+    curve = Curve()
+    max_time = None if budget["max_minutes"] is None else {"minutes": budget["max_minutes"]}
+    trainer = L.Trainer(
+        accelerator=args.accelerator, devices=1, max_epochs=budget["max_epochs"], max_time=max_time,
+        val_check_interval=budget["val_check_interval"], num_sanity_val_steps=0,
+        logger=L.pytorch.loggers.CSVLogger(str(out), name="logs"), enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=50, callbacks=[curve],
+    )  # fmt: skip
+    trainer.fit(model, datamodule=dm)
+    fit_minutes = (time.time() - t0) / 60
+    test = trainer.test(model, datamodule=dm, verbose=False)[0]
+    grid = class_conditional(model, cfg["model"]["num_classes"])
+    grey = grid[0].mul(255).round().to(torch.uint8).numpy()  # one channel keeps the PNG small
+    Image.fromarray(grey).save(out / "class_conditional.png", optimize=True)
+
+    results = {
+        "config": os.path.relpath(args.config),
+        "budget": "full" if args.full else "cpu",
+        "num_labels": dm.num_labels,
+        "test_accuracy": test["test/accuracy"],
+        "test_accuracy_stderr": test["test/accuracy_stderr"],
+        "test_error_percent": 100 * (1 - test["test/accuracy"]),
+        "test_bound_nats": test.get("test/bound"),
+        "test_count": int(test["test/count"]),
+        "best_val_accuracy": max((r["val_accuracy"] for r in curve.rows), default=None),
+        "epochs": round(curve.rows[-1]["epoch"], 2) if curve.rows else trainer.current_epoch,
+        "steps": trainer.global_step,
+        "fit_minutes": round(fit_minutes, 2),
+        "total_minutes": round((time.time() - t0) / 60, 2),
+        "threads": args.threads,
+        "device": str(model.device),
+        "torch": torch.__version__,
+        "curve": curve.rows,
+    }
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in results.items() if k != "curve"}, indent=2))
+    return results
+
+
+if __name__ == "__main__":
+    sys.exit(main() and 0)

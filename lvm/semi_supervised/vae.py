@@ -1,0 +1,161 @@
+"""The LightningModule that trains the M2 semi-supervised VAE on partially labelled batches."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+
+from lvm.metrics import MeanWithStdErr
+from lvm.semi_supervised.m2 import M2Bound, M2Model
+
+__all__ = ["SemiSupervisedVAE"]
+
+Spec = str | dict[str, Any]
+
+
+class SemiSupervisedVAE(L.LightningModule):
+    """M2 (Kingma et al. 2014) trained with Lightning on batches that mix labelled and unlabelled points.
+
+    The maths lives in :class:`M2Model`; the steps maximise the mean over the batch of
+    :attr:`M2Bound.objective` (labelled points: L(x, y) + alpha log q(y | x); unlabelled: U(x);
+    labels -1 mark unobserved) and log ``train/...``. Validation and test log ``{stage}/accuracy``
+    of argmax q(y | x) against the true labels, and ``{stage}/bound``, the mean of U(x) <= log p(x),
+    both as sum-state metrics, so they are exact across batches and ranks.
+
+    Args:
+        data_shape: Shape of one datapoint, e.g. ``[784]``.
+        num_classes: Number of classes C.
+        latent_dim: Size of z.
+        encoder: f_e of q(z | x, y), by name or ``{"name": ..., **kwargs}`` (``lvm.list_encoders()``).
+        classifier: Body of q(y | x), by encoder name or spec.
+        decoder: f_d of p(x | y, z), by name or spec (``lvm.list_decoders()``).
+        likelihood: p(x | y, z), by name or spec (``lvm.list_likelihoods()``).
+        alpha: Weight of log q(y | x) per labelled datapoint (the paper's alpha, per datapoint).
+        num_samples: Samples of z per datapoint and class in the bounds.
+        lr: Adam learning rate.
+        betas: Adam betas.
+        eps: Adam epsilon.
+        init_output_bias: Set the decoder output bias to the training mean (Burda et al. 2016).
+        bound_stages: Stages (``"val"``, ``"test"``) that also compute U(x), C decoder passes a point.
+    """
+
+    def __init__(
+        self,
+        data_shape: Sequence[int] = (784,),
+        num_classes: int = 10,
+        latent_dim: int = 50,
+        encoder: Spec = "mlp",
+        classifier: Spec = "mlp",
+        decoder: Spec = "mlp",
+        likelihood: Spec = "bernoulli",
+        alpha: float = 1.0,
+        num_samples: int = 1,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        init_output_bias: bool = True,
+        bound_stages: Sequence[str] = ("val", "test"),
+    ) -> None:
+        super().__init__()
+        if num_samples < 1:
+            raise ValueError(f"num_samples must be >= 1; got {num_samples}")
+        if set(bound_stages) - {"val", "test"}:
+            raise ValueError(f"bound_stages must be among 'val', 'test'; got {list(bound_stages)}")
+        if alpha < 0:
+            raise ValueError(f"alpha must be >= 0; got {alpha}")
+        self.save_hyperparameters()
+        self.model = M2Model.build(
+            data_shape, latent_dim, num_classes, encoder, classifier, decoder, likelihood
+        )
+        self.metrics = nn.ModuleDict(
+            {f"{s}_{t}": MeanWithStdErr() for s in ("val", "test") for t in ("accuracy", "bound")}
+        )
+
+    def setup(self, stage: str) -> None:
+        """Check the data against the model and initialise the output bias, before any step runs."""
+        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if dm is None:
+            return
+        shape = getattr(dm, "data_shape", None)
+        if shape is not None and tuple(shape) != tuple(self.model.event_shape):
+            raise ValueError(
+                f"data shape {tuple(shape)} does not match data_shape {tuple(self.model.event_shape)}"
+            )
+        if hasattr(dm, "check"):
+            dm.check(self.model.likelihood)
+        if stage == "fit" and self.hparams.init_output_bias and hasattr(dm, "train_mean"):
+            raw = self.model.likelihood.raw_from_mean(dm.train_mean().to(self.device))
+            if raw is not None and hasattr(self.model.decoder, "set_output_bias"):
+                self.model.decoder.set_output_bias(raw)
+
+    def forward(self, x: Tensor, y: Tensor | None = None) -> M2Bound:
+        return self.model.bound(x, y, self.hparams.alpha, self.hparams.num_samples)
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        b = self(batch["x"], batch["y"])
+        loss = -b.objective.mean()
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"non-finite loss {loss.item()} at global step {self.global_step}")
+        lab, logs = b.labelled, {"train/loss": loss.detach(), "train/entropy": b.entropy.detach().mean()}
+        if lab.any():
+            logs["train/labelled_bound"] = b.value.detach()[lab].mean()
+            logs["train/log_q_y"] = b.log_q_y.detach()[lab].mean()
+            logs["train/accuracy"] = (b.logits.detach()[lab].argmax(-1) == batch["y"][lab]).float().mean()
+        if (~lab).any():
+            logs["train/unlabelled_bound"] = b.value.detach()[~lab].mean()
+        self.log_dict(logs)
+        return loss
+
+    def _eval_step(self, batch: dict[str, Tensor], stage: str) -> None:
+        if "y" not in batch:
+            raise ValueError(f"{stage} batches need labels 'y' to measure accuracy; got keys {sorted(batch)}")
+        x, y = batch["x"], batch["y"]
+        if stage in self.hparams.bound_stages:
+            b = self(x)
+            logits = b.logits
+            self.metrics[f"{stage}_bound"].update(b.value)
+        else:
+            logits = self.model.classify(x).logits
+        self.metrics[f"{stage}_accuracy"].update((logits.argmax(-1) == y).float())
+
+    def _eval_epoch_end(self, stage: str) -> None:
+        logs: dict[str, Tensor] = {}
+        for name in ("accuracy", "bound"):
+            metric = self.metrics[f"{stage}_{name}"]
+            if not metric.update_called:  # U(x) only in bound_stages
+                continue
+            mean, stderr, count = metric.compute()  # summed across ranks already
+            logs[f"{stage}/{name}"], logs[f"{stage}/{name}_stderr"] = mean.float(), stderr.float()
+            logs[f"{stage}/count"] = count.float()
+            metric.reset()
+        self.log_dict(logs, prog_bar=stage == "val")
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._eval_step(batch, "val")
+
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._eval_step(batch, "test")
+
+    def on_validation_epoch_end(self) -> None:
+        self._eval_epoch_end("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_epoch_end("test")
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        h = self.hparams
+        return torch.optim.Adam(self.parameters(), lr=h.lr, betas=tuple(h.betas), eps=h.eps)
+
+    @torch.no_grad()
+    def sample(self, y: Tensor, mean: bool = True) -> Tensor:
+        """Class-conditional draws, one per label in y (n,): E[x | y, z] (``mean=True``), z ~ p(z)."""
+        return self.model.sample(y.to(self.device), mean)
+
+    @torch.no_grad()
+    def predict(self, x: Tensor) -> Tensor:
+        """argmax_y q(y | x), (B,)."""
+        return self.model.classify(x.to(self.device)).logits.argmax(-1)
