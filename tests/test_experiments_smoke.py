@@ -1,0 +1,113 @@
+"""The prior_mc experiment's quadrature helper against closed forms, and the tabular baselines."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import torch
+from torch.distributions import MultivariateNormal
+
+from lvm import LatentVariableModel
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load(rel: str, name: str) -> ModuleType:
+    """Import an experiment module by path (experiments/ is not an installed package)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / rel)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+# run.py imports its neighbours by their plain names, as a script does
+quadrature = _load("experiments/prior_mc/quadrature.py", "quadrature")
+shared_prior = _load("experiments/prior_mc/shared_prior.py", "shared_prior")
+
+
+def linear_gaussian(
+    d: int = 6, sigma: float = 0.3, seed: int = 0, w_scale: float = 1.0
+) -> tuple[LatentVariableModel, torch.Tensor]:
+    """x = W z + b + sigma eps with z ~ N(0, I_2): p(x) = N(b, W W^T + sigma^2 I), in float64."""
+    model = LatentVariableModel.build(
+        (d,), 2, {"name": "mlp", "hidden": [8]}, {"name": "mlp", "hidden": []},
+        {"name": "gaussian", "scale": "fixed", "init_scale": sigma},
+    ).double()  # fmt: skip
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        lin = model.decoder.output_layer
+        lin.weight.copy_(w_scale * torch.randn(d, 2, generator=g, dtype=torch.float64))
+        lin.bias.copy_(torch.randn(d, generator=g, dtype=torch.float64))
+    return model, torch.randn(5, d, generator=g, dtype=torch.float64) * 2
+
+
+@pytest.fixture(scope="module")
+def fine() -> tuple[LatentVariableModel, torch.Tensor, torch.Tensor]:
+    """The linear-Gaussian model, its data and log p(x) on a fine 250 x 250 grid over [-7, 7]^2."""
+    model, x = linear_gaussian()
+    return model, x, quadrature.grid_log_px(model, x, quadrature.Grid(lim=7.0, n=250))
+
+
+def test_quadrature_matches_linear_gaussian_closed_form(fine) -> None:
+    model, x, quad = fine
+    exact = closed_form(model, x, 0.3)
+    assert torch.allclose(quad, exact, atol=1e-4, rtol=0), f"quadrature {quad} vs closed form {exact}"
+
+
+def test_truncation_shows_up_when_the_grid_is_too_small(fine) -> None:
+    """A [-1, 1]^2 grid misses much of the prior: the helper must not hide that."""
+    model, x, big = fine
+    small = quadrature.grid_log_px(model, x, quadrature.Grid(lim=1.0, n=100))
+    lost = big - small
+    assert lost.min() > -1e-9 and lost.max() > 0.1, f"a truncated grid can only lose mass; got {lost}"
+
+
+def test_bernoulli_fast_path_equals_log_prob() -> None:
+    torch.manual_seed(0)
+    model = LatentVariableModel.build((12,), 2, "mlp", {"name": "mlp", "hidden": [16]}, "bernoulli")
+    x = (torch.rand(4, 12) < 0.3).float()
+    z = torch.randn(7, 2)
+    fast = quadrature.log_lik_matrix(model, x, z)
+    slow = model.observation(z).log_prob(x[:, None]).double()
+    assert fast.shape == (4, 7)
+    assert torch.allclose(fast, slow, atol=1e-4), f"max diff {(fast - slow).abs().max():.3g}"
+
+
+def test_grid_rejects_other_latent_sizes() -> None:
+    model = LatentVariableModel.build((5,), 3, "mlp", "mlp", "bernoulli")
+    with pytest.raises(ValueError, match="latent_dim=3"):
+        quadrature.grid_log_px(model, torch.zeros(1, 5), quadrature.Grid(lim=3.0, n=10))
+
+
+def closed_form(model: LatentVariableModel, x: torch.Tensor, sigma: float) -> torch.Tensor:
+    lin = model.decoder.output_layer
+    cov = lin.weight @ lin.weight.T + sigma**2 * torch.eye(x.shape[1], dtype=torch.float64)
+    return MultivariateNormal(lin.bias, covariance_matrix=cov).log_prob(x)
+
+
+def test_shared_prior_mc_converges_to_closed_form() -> None:
+    """A broad posterior (weak decoder, sigma = 1): 20,000 shared prior draws are within 0.05 nats."""
+    model, x = linear_gaussian(d=3, sigma=1.0, w_scale=0.5)
+    x = x / 4
+    est = shared_prior.shared_prior_mc(model, x, [10, 20000], seed=0, chunk=3000)
+    exact = closed_form(model, x, 1.0)
+    assert set(est) == {10, 20000}
+    err = (est[20000]["log_px"] - exact).abs()
+    assert err.max() < 0.05, f"errors {err}"
+    for k, r in est.items():
+        assert ((r["ess"] >= 1 - 1e-9) & (r["ess"] <= k + 1e-9)).all(), f"ESS {r['ess']} outside [1, {k}]"
+
+
+def test_grid_weights_integrate_the_prior_to_one() -> None:
+    g = quadrature.Grid(lim=6.0, n=300)
+    z = g.points()
+    log_prior = -0.5 * z.square().sum(-1) - math.log(2 * math.pi)
+    total = torch.logsumexp(log_prior, 0) + 2 * math.log(g.h)
+    assert abs(total.item()) < 1e-8
