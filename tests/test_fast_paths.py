@@ -44,6 +44,20 @@ def test_kernels_match_torch_values_and_gradients_in_float64(f_shape: tuple, x_s
         assert torch.autograd.gradgradcheck(fn, (f, x))
 
 
+def test_sum_kernel_in_blocks_of_samples_matches_torch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An estimator's chunk (S, B, D) is summed in blocks of S; every block and the last partial one count."""
+    import lvm.likelihoods.bernoulli as bern
+
+    monkeypatch.setattr(bern, "_BLOCK_BYTES", 3 * 4 * 7 * 8)  # 3 samples of (4, 7) float64 per block
+    g = torch.Generator().manual_seed(3)
+    f = (5 * torch.randn(10, 4, 7, generator=g, dtype=torch.float64)).requires_grad_()
+    x = torch.rand(4, 7, generator=g, dtype=torch.float64)
+    assert bern._block_rows(f) == 3
+    ref = _torch_log_prob(f, x).sum(-1)
+    torch.testing.assert_close(bernoulli_log_prob_sum(f, x), ref, rtol=1e-12, atol=1e-10)
+    assert torch.autograd.gradcheck(lambda f: bernoulli_log_prob_sum(f, x), (f,))
+
+
 def test_sum_kernel_in_float32_over_the_whole_logit_range() -> None:
     f = torch.linspace(-200, 200, 784 * 4).reshape(4, 784).requires_grad_()
     x = (torch.rand(4, 784, generator=torch.Generator().manual_seed(1)) < 0.5).float()
