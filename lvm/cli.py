@@ -87,6 +87,13 @@ class LVMCLI(LightningCLI):
                 f"(+/- {r.get('test/elbo_stderr', float('nan')):.3f} s.e., n={int(r.get('test/count', 0))}); "
                 f"checkpoint: {ckpt or 'last weights'}"
             )
+            objective = self.model.hparams.get("objective", "elbo")
+            if objective != "elbo" and "test/bound" in r:
+                rank_zero_info(
+                    f"[lvm] test {objective} bound (k={self.model.hparams.num_samples}): "
+                    f"{r['test/bound']:.3f} nats per datapoint "
+                    f"(+/- {r.get('test/bound_stderr', float('nan')):.3f} s.e.)"
+                )
 
 
 def main(argv: list[str] | None = None) -> int:

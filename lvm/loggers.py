@@ -75,8 +75,9 @@ class EstimatorTable(L.Callback):
     """Log the test set's log p(x) estimates as one table (a ``wandb.Table`` under W&B), a row per estimator.
 
     Columns: ``estimator``, ``num_samples`` (K), ``log_px`` (the dataset mean, nats per
-    datapoint), ``stderr`` and ``count``. The first row is the training objective's bound
-    (``objective:elbo`` or ``objective:iwae``), the others the model's ``estimators``. Values
+    datapoint), ``stderr`` and ``count``. The first row is the ELBO (``elbo``, with the training
+    objective's number of samples), then, for an objective other than the ELBO, its bound
+    (``bound:iwae``), then the model's ``estimators``. Values
     are read from the metrics the model logs at the end of the test epoch, already summed over
     ranks, and logged on rank 0 to every logger that has ``log_table``.
 
@@ -97,9 +98,10 @@ class EstimatorTable(L.Callback):
             return []
         count = int(m.get("test/count", 0))
         h = pl_module.hparams
-        rows = [
-            [f"objective:{h.objective}", int(h.num_samples), m["test/elbo"], m.get("test/elbo_stderr"), count]
-        ]
+        k = int(h.num_samples)
+        rows = [["elbo", k, m["test/elbo"], m.get("test/elbo_stderr"), count]]
+        if h.objective != "elbo" and "test/bound" in m:
+            rows.append([f"bound:{h.objective}", k, m["test/bound"], m.get("test/bound_stderr"), count])
         for name, est in getattr(pl_module, "estimators", {}).items():
             key = f"test/log_px/{name}"
             if key in m:

@@ -22,7 +22,7 @@ from lvm.registry import Registry, UnknownNameError
 __all__ = ["VAE"]
 
 Spec = str | dict[str, Any]
-_TERMS = ("elbo", "reconstruction", "kl")
+_TERMS = ("elbo", "bound", "reconstruction", "kl")
 #: The estimator that computes an objective's bound in evaluation, with per-datapoint noise.
 _EVAL_BOUND = {"elbo": "elbo", "iwae": "importance"}
 _SCHEDULES = ("constant", "iwae")
@@ -73,7 +73,10 @@ class VAE(L.LightningModule):
     Composes, by registry name, an encoder body f_e, a decoder body f_d, an observation model
     p(x | z) (any registered or plugin likelihood) and a standard-normal prior. The maths lives
     in :class:`~lvm.model.LatentVariableModel`, :mod:`lvm.objectives` and :mod:`lvm.estimators`;
-    the steps here only call them and log nats per datapoint under ``{stage}/...``.
+    the steps here only call them and log nats per datapoint under ``{stage}/...``:
+    ``elbo`` (always the ELBO), ``bound`` (the training objective's bound: the ELBO, or the IWAE
+    bound L_k), ``reconstruction``, ``kl``, their ``*_stderr``, ``count`` (datapoints seen, summed
+    across ranks) and ``log_px/{estimator}`` for each configured estimator.
 
     Args:
         data_shape: Shape of one datapoint, e.g. ``[784]`` or ``[1, 28, 28]``.
@@ -204,7 +207,8 @@ class VAE(L.LightningModule):
             self.log_dict(
                 {
                     "train/loss": loss.detach(),
-                    "train/elbo": bound.value.detach().mean(),
+                    "train/elbo": (bound.reconstruction - bound.kl).detach().mean(),
+                    "train/bound": bound.value.detach().mean(),
                     "train/reconstruction": bound.reconstruction.detach().mean(),
                     "train/kl": bound.kl.detach().mean(),
                     "train/kl_weight": self.kl_weight(),
@@ -237,29 +241,30 @@ class VAE(L.LightningModule):
             f"or use a likelihood with a scale floor; the last checkpoint is intact."
         )
 
-    def _eval_terms(self, x: Tensor, index: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
-        """(bound, reconstruction, KL) per datapoint, (B,) each, with noise keyed by (eval_seed, index).
+    def _eval_terms(self, x: Tensor, index: Tensor | None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """(ELBO, bound, reconstruction, KL) per datapoint, (B,) each, noise keyed by (eval_seed, index).
 
-        The bound is the objective's (ELBO or IWAE L_k, same number of samples); reconstruction
-        = ELBO + KL with the closed-form KL. A plugin objective falls back to the global RNG.
+        The ELBO is always the ELBO (analytic KL, averaged over ``num_samples`` draws of z); the
+        bound is the training objective's: the ELBO again, or the IWAE bound L_k with the same k
+        (Burda et al. 2016, eq. 8), so an IWAE run's ``val/elbo`` and ``val/bound`` differ and
+        neither is mislabelled. Reconstruction = ELBO + KL with the closed-form KL. A plugin
+        objective's bound is its own ``value``, drawn from the global RNG.
         """
-        if self._eval_bound is None:
-            b = self(x)
-            return b.value, b.reconstruction, b.kl
         seed = self.hparams.eval_seed
         elbo = self._eval_elbo.estimate(self.model, x, index=index, seed=seed).log_px
         kl = self.model.kl(self.model.posterior(x))
-        value = elbo
-        if self._eval_bound is not self._eval_elbo:
-            value = self._eval_bound.estimate(self.model, x, index=index, seed=seed).log_px
-        return value, elbo + kl, kl
+        if self._eval_bound is None:
+            bound = self(x).value
+        elif self._eval_bound is self._eval_elbo:
+            bound = elbo
+        else:
+            bound = self._eval_bound.estimate(self.model, x, index=index, seed=seed).log_px
+        return elbo, bound, elbo + kl, kl
 
     def _eval_step(self, batch: dict[str, Tensor], stage: str) -> None:
         x = batch["x"]
-        value, reconstruction, kl = self._eval_terms(x, batch.get("index"))
-        self.metrics[f"{stage}_elbo"].update(value)
-        self.metrics[f"{stage}_reconstruction"].update(reconstruction)
-        self.metrics[f"{stage}_kl"].update(kl)
+        for term, value in zip(_TERMS, self._eval_terms(x, batch.get("index")), strict=True):
+            self.metrics[f"{stage}_{term}"].update(value)
         for name, est in self.estimators.items():
             out = est.estimate(self.model, x, index=batch.get("index"), seed=self.hparams.eval_seed)
             self.metrics[f"{stage}_log_px_{name}"].update(out.log_px)
@@ -276,8 +281,9 @@ class VAE(L.LightningModule):
                 logs[f"{stage}/log_px/{name[7:]}_stderr"] = stderr.float()
             else:
                 logs[f"{stage}/{name}"] = mean.float()
+                if name in ("elbo", "bound"):
+                    logs[f"{stage}/{name}_stderr"] = stderr.float()
                 if name == "elbo":
-                    logs[f"{stage}/elbo_stderr"] = stderr.float()
                     logs[f"{stage}/count"] = count.float()
             metric.reset()
         self.log_dict(logs, prog_bar=stage == "val", sync_dist=False)

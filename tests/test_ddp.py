@@ -112,7 +112,7 @@ def test_metrics_are_logged_once_and_only_rank_0_writes_files(runs: dict[int, Pa
     assert [row["val/count"] for row in run.rows_with("val/count")] == [N_VAL]  # one validation epoch
     (table,) = [row["test/estimators"] for row in run.rows_with("test/estimators")]
     data = json.loads((run.path / "files" / table["path"]).read_text())
-    assert [row[0] for row in data["data"]] == ["objective:elbo", *lvm.list_estimators()]
+    assert [row[0] for row in data["data"]] == ["elbo", *lvm.list_estimators()]
     assert {row[4] for row in data["data"]} == {N_TEST}
     assert result(folder)["table"] == data["data"]
     # figures: drawn at the end of epoch 0 and of fit, by rank 0 only

@@ -109,9 +109,10 @@ class _Rows(Logger):
         self.rows.append((int(step or 0), dict(metrics)))
 
 
-def test_training_values_reach_the_logger_every_log_every_n_steps(tmp_path: Path) -> None:
+@pytest.mark.parametrize("objective", ["elbo", "iwae"])
+def test_training_values_reach_the_logger_every_log_every_n_steps(tmp_path: Path, objective: str) -> None:
     vae = lvm.VAE(data_shape=[20], latent_dim=2, encoder={"name": "mlp", "hidden": [16]},
-                  decoder={"name": "mlp", "hidden": [16]})  # fmt: skip
+                  decoder={"name": "mlp", "hidden": [16]}, objective=objective, num_samples=4)  # fmt: skip
     logger = _Rows()
     L.Trainer(
         max_steps=12, accelerator="cpu", logger=logger, log_every_n_steps=4, enable_checkpointing=False,
@@ -121,8 +122,19 @@ def test_training_values_reach_the_logger_every_log_every_n_steps(tmp_path: Path
     assert steps == [3, 7, 11], logger.rows
     for _, m in logger.rows:
         if "train/loss" in m:
-            assert {"train/elbo", "train/reconstruction", "train/kl", "train/kl_weight"} <= set(m)
-            assert m["train/loss"] == pytest.approx(-m["train/elbo"], rel=1e-5)
+            assert {
+                "train/elbo",
+                "train/bound",
+                "train/reconstruction",
+                "train/kl",
+                "train/kl_weight",
+            } <= set(m)
+            assert m["train/loss"] == pytest.approx(-m["train/bound"], rel=1e-5)
+            assert m["train/elbo"] == pytest.approx(m["train/reconstruction"] - m["train/kl"], rel=1e-5)
+            if objective == "elbo":
+                assert m["train/bound"] == pytest.approx(m["train/elbo"], rel=1e-5)
+            else:  # log-mean-exp >= mean-log on the same 4 samples, datapoint by datapoint (Jensen)
+                assert m["train/bound"] > m["train/elbo"] + 1e-3
 
 
 def test_adam_is_fused_on_the_cpu() -> None:

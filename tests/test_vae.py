@@ -66,6 +66,23 @@ def test_short_fit_improves_test_elbo_by_at_least_4_nats(tmp_path: Path) -> None
     assert after["test/count"] == 500
 
 
+def test_iwae_model_logs_its_bound_apart_from_the_elbo(tmp_path: Path) -> None:
+    """test/elbo is the ELBO and test/bound the IWAE bound L_k, each equal to its estimator's mean."""
+    torch.manual_seed(0)
+    vae, x = small_vae(objective="iwae", num_samples=5), prototype_bits(300, seed=1)
+    dm = TensorDataModule(x, x, x, batch_size=50, eval_batch_size=70)  # batches cut across the estimate
+    out = trainer(tmp_path).test(vae, datamodule=dm, verbose=False)[0]
+    index = torch.arange(len(x))
+    with torch.no_grad():
+        elbo = lvm.create_estimator({"name": "elbo", "num_samples": 5}).estimate(vae.model, x, index=index)
+        iwae = lvm.create_estimator({"name": "importance", "num_samples": 5}).estimate(
+            vae.model, x, index=index
+        )
+    assert out["test/elbo"] == pytest.approx(elbo.log_px.mean().item(), abs=1e-4)
+    assert out["test/bound"] == pytest.approx(iwae.log_px.mean().item(), abs=1e-4)
+    assert out["test/bound"] > out["test/elbo"]  # L_5 >= ELBO on average (Burda et al. 2016, Thm 1)
+
+
 def test_checkpoint_round_trip_gives_identical_outputs(tmp_path: Path) -> None:
     L.seed_everything(0)
     vae = small_vae(likelihood={"name": "gaussian", "scale": "shared"}, objective="iwae", num_samples=3)

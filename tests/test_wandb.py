@@ -104,7 +104,7 @@ def test_offline_run_has_config_curves_table_images_and_best_checkpoint(
     data = json.loads((folder / "files" / table["path"]).read_text())
     assert data["columns"] == ["estimator", "num_samples", "log_px", "stderr", "count"]
     assert [(r[0], r[1], r[4]) for r in data["data"]] == [
-        ("objective:elbo", 1, N_TEST),
+        ("elbo", 1, N_TEST),
         ("importance", 8, N_TEST),
     ]
     (test_row,) = run.rows_with("test/log_px/importance")
