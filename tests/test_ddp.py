@@ -91,7 +91,7 @@ def test_every_test_point_is_evaluated_exactly_once(runs: dict[int, Path]) -> No
 
 def test_dataset_means_match_one_process_for_the_bound_and_every_estimator(runs: dict[int, Path]) -> None:
     one, two = result(runs[1])["metrics"], result(runs[2])["metrics"]
-    keys = ["test/elbo", "test/reconstruction", "test/kl"]
+    keys = ["test/elbo", "test/bound", "test/reconstruction", "test/kl"]
     keys += [f"test/log_px/{name}" for name in lvm.list_estimators()]
     for key in keys:
         assert key in one and key in two, (key, sorted(one))
