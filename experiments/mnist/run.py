@@ -79,6 +79,11 @@ def plot_curves(results: list[dict[str, Any]], path: Path, title: str) -> None:
     plt.close(fig)
 
 
+def _in_order(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Results sorted as ``VARIANTS`` lists the variants."""
+    return sorted(results, key=lambda r: list(VARIANTS).index(r["variant"]))
+
+
 def write_table(results: list[dict[str, Any]], out: Path, eval_k: int) -> str:
     lines = [
         f"| variant | epochs | train s | test ELBO | test NLL (IS, K={eval_k}) | s.e. | mean ESS | paper NLL |",
@@ -117,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     title = "MNIST, full schedule" if args.full else f"MNIST ({split}), {args.minutes:g} min CPU each"
     if args.replot:
+        if not (out / "results.json").exists():
+            sys.exit(f"--replot needs {out / 'results.json'}; run without --replot first (or pass --out)")
         plot_curves(json.loads((out / "results.json").read_text()), out / "learning_curves.png", title)
         return 0
     unknown = [v for v in args.variants.split(",") if v not in VARIANTS]
@@ -180,15 +187,14 @@ def main(argv: list[str] | None = None) -> int:
                 "curve": curve,
             }
         )
-        merged = sorted(kept + results, key=lambda r: list(VARIANTS).index(r["variant"]))
-        saved.write_text(json.dumps(merged, indent=2))  # after each model
+        saved.write_text(json.dumps(_in_order(kept + results), indent=2))  # after each model
         print(
             f"{name}: test NLL {-imp['mean_log_px']:.2f} +/- {imp['stderr']:.2f} nats "
             f"(ELBO {elbo['mean_log_px']:.2f}), {train_s:.0f} s training, {eval_s:.0f} s evaluation",
             flush=True,
         )
 
-    results = sorted(kept + results, key=lambda r: list(VARIANTS).index(r["variant"]))
+    results = _in_order(kept + results)
     print(write_table(results, out, args.eval_k))
     plot_curves(results, out / "learning_curves.png", title)
     return 0
