@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,15 @@ def test_sum_kernel_in_float32_over_the_whole_logit_range() -> None:
     (grad,) = torch.autograd.grad(lp.sum(), f)
     torch.testing.assert_close(grad, x - torch.sigmoid(f.detach()))
     assert torch.isfinite(lp).all()
+
+
+@pytest.mark.parametrize("d", [7, 125, 784, 3072])
+def test_sum_kernel_at_zero_logits_is_d_log_half_without_underflow(d: int) -> None:
+    """f = 0: p(x_j) = 1/2 for every x_j, so log p = -d log 2; a product of more than 126 halves
+    would underflow in float32 (784 = 7 x 112 and 3072 = 32 x 96 without remainder, 125 with)."""
+    x = (torch.rand(3, d, generator=torch.Generator().manual_seed(d)) < 0.5).float()
+    lp = bernoulli_log_prob_sum(torch.zeros(5, 3, d), x)
+    torch.testing.assert_close(lp, torch.full((5, 3), -d * math.log(2)), rtol=1e-6, atol=0)
 
 
 def test_low_precision_logits_are_summed_in_float32() -> None:
