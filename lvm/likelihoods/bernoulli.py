@@ -56,10 +56,8 @@ def _sum_log(p: Tensor, group: int = 120) -> Tensor:
     d = p.shape[-1]
     group = _group(d, group)
     m = d // group
-    if m * group == d:
-        return p.unflatten(-1, (m, group)).prod(-1).log_().sum(-1)
     out = p[..., : m * group].unflatten(-1, (m, group)).prod(-1).log_().sum(-1)
-    return out + p[..., m * group :].prod(-1).log_()
+    return out + p[..., m * group :].prod(-1).log_() if m * group < d else out
 
 
 #: Bytes of logits per block of an estimator's chunk: of 2, 4 and 8 MB, 4 MB was fastest end to end
