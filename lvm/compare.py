@@ -120,7 +120,7 @@ def _data_class(name: str) -> type:
     import lvm.data
 
     if name in lvm.data.DATAMODULES:
-        return lvm.data.DATAMODULES[name]
+        return lvm.data.DATAMODULES.get(name)
     if "." not in name:
         if hasattr(lvm.data, name):
             return getattr(lvm.data, name)
@@ -159,7 +159,7 @@ def _matching_classes(hparams: dict[str, Any]) -> list[type]:
     import lvm.data
 
     found = []
-    for cls in lvm.data.DATAMODULES.values():
+    for cls in map(lvm.data.DATAMODULES.get, lvm.data.DATAMODULES):
         params = inspect.signature(cls.__init__).parameters
         required = {
             n

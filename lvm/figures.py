@@ -44,9 +44,9 @@ def seed_figures(
         x = test_x.to(vae.device)
         n = min(10, len(x))
         pairs = min(num_interpolations, len(x) // 2)
-        samples = vae.sample(25)
-        recon = vae.reconstruct(x[:n])
-        interp = vae.interpolate(x[0 : 2 * pairs : 2], x[1 : 2 * pairs : 2], steps)  # (P, steps, ...)
+        samples = vae.model.sample(25)
+        recon = vae.model.reconstruct(x[:n])
+        interp = vae.model.interpolate(x[0 : 2 * pairs : 2], x[1 : 2 * pairs : 2], steps)  # (P, steps, ...)
     finally:
         vae.train(was_training)
 

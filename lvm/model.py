@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -12,17 +11,18 @@ from torch.distributions import Distribution, Independent, kl_divergence
 from lvm.distributions import DiagonalGaussianHead, StandardNormalPrior
 from lvm.encoders import create_decoder, create_encoder
 from lvm.likelihoods import Likelihood, create_likelihood
+from lvm.registry import Spec
 
 __all__ = ["LatentVariableModel"]
-
-Spec = str | dict[str, Any]
 
 
 class LatentVariableModel(nn.Module):
     """p(x, z) = p(z) p(x | z) with amortised posterior q(z | x) (Kingma & Welling 2014).
 
-    The anatomy of seed 003: q(z | x) = P_e(f_e(x)) and p(x | z) = P_d(f_d(z)). The model
-    knows nothing about which likelihood it holds; it only calls the likelihood contract.
+    q(z | x) = P_e(f_e(x)) and p(x | z) = P_d(f_d(z)): bodies f_e, f_d and heads P_e, P_d, as the
+    recognition and generative MLPs of Kingma & Welling (2014, appendix C). The model knows
+    nothing about which likelihood it holds; it only calls the likelihood contract. Sampling,
+    encoding, reconstruction and interpolation run without gradients on the model's device.
 
     Args:
         encoder: Body f_e with attribute ``out_features``.
@@ -75,7 +75,7 @@ class LatentVariableModel(nn.Module):
         return self.likelihood(self.decoder(z))
 
     def kl(self, q: Independent) -> Tensor:
-        """KL(q(z|x) || p(z)), (B,): closed form (seed 001, eq. 12) where torch knows it."""
+        """KL(q(z|x) || p(z)), (B,): closed form (Kingma & Welling 2014, appendix B) where torch knows it."""
         return kl_divergence(q, self.prior())
 
     # -- conveniences --------------------------------------------------------------------
@@ -89,3 +89,38 @@ class LatentVariableModel(nn.Module):
             return False
         self.decoder.set_output_bias(raw)
         return True
+
+    # -- using a trained model -------------------------------------------------------------
+    def _device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @torch.no_grad()
+    def sample(self, n: int, mean: bool = True) -> Tensor:
+        """n draws x ~ p(x | z), z ~ p(z), (n, *event_shape); ``mean=True`` gives E[x | z]."""
+        p = self.observation(self.prior().sample((n,)))
+        return p.mean if mean else p.sample()
+
+    @torch.no_grad()
+    def encode(self, x: Tensor) -> Tensor:
+        """Posterior means E_q[z | x], (B, L)."""
+        return self.posterior(x.to(self._device())).mean
+
+    @torch.no_grad()
+    def reconstruct(self, x: Tensor) -> Tensor:
+        """E[x | z] with z ~ q(z | x), (B, *event_shape)."""
+        return self.observation(self.posterior(x.to(self._device())).sample()).mean
+
+    @torch.no_grad()
+    def interpolate(self, x_a: Tensor, x_b: Tensor, steps: int = 25) -> Tensor:
+        """E[x | z_s] along z_s = s z_a + (1 - s) z_b for ``steps`` values of s from 1 down to 0.
+
+        z_a, z_b are the posterior means of x_a, x_b, so each row runs from x_a to x_b (the
+        latent-space walks of Kingma & Welling 2014, fig. 4). ``x_a``, ``x_b`` are single
+        datapoints or batches (B, ...); returns (steps, *event_shape) or (B, steps, *event_shape).
+        """
+        single = x_a.dim() == len(self.event_shape)
+        xa, xb = (x_a[None], x_b[None]) if single else (x_a, x_b)
+        za, zb = self.encode(xa), self.encode(xb)  # (B, L)
+        s = torch.linspace(1.0, 0.0, steps, device=za.device)[None, :, None]  # (1, steps, 1)
+        out = self.observation(za[:, None] * s + (1 - s) * zb[:, None]).mean  # (B, steps, ...)
+        return out[0] if single else out

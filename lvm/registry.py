@@ -2,20 +2,37 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import importlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
-__all__ = ["Registry", "PluginError", "UnknownNameError"]
+__all__ = ["PluginError", "Registry", "Spec", "UnknownNameError", "require_plugins", "spec_name"]
+
+#: A part named in a config: a registry name, or ``{"name": ..., **kwargs}`` with the name's arguments.
+Spec = str | dict[str, Any]
+
+
+def spec_name(spec: Spec) -> str:
+    """The registry name a spec refers to."""
+    return spec if isinstance(spec, str) else str(spec.get("name"))
 
 
 class UnknownNameError(KeyError, ValueError):
-    """Raised for a name that is neither registered nor offered by an installed plugin."""
+    """Raised for a name that is neither registered nor offered by an installed plugin.
+
+    Attributes:
+        name: The name that was looked up.
+    """
+
+    def __init__(self, message: str, name: str | None = None) -> None:
+        super().__init__(message)
+        self.name = name
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0])
@@ -167,12 +184,34 @@ class Registry(Generic[T]):
         raise UnknownNameError(
             f"unknown {self.kind} {name!r}.{hint} Known {self.kind}s: {', '.join(known) or 'none'}. "
             f"A plugin {self.kind} must be installed and declare an entry point in group "
-            f"{self.entry_point_group!r}."
+            f"{self.entry_point_group!r}.",
+            name,
         )
 
-    def create(self, name: str, /, **kwargs: Any) -> Any:
-        """Instantiate ``name`` with ``kwargs``."""
-        return self.get(name)(**kwargs)  # type: ignore[operator]
+    def create(self, spec: Spec, /, **kwargs: Any) -> Any:
+        """Instantiate ``spec``: a name, or ``{"name": ..., **kwargs}`` (``kwargs`` here win).
+
+        Raises:
+            ValueError: for a dict without a ``"name"`` key or a spec of another type.
+            UnknownNameError: for an unknown name, listing the known ones.
+        """
+        if isinstance(spec, dict):
+            if "name" not in spec:
+                raise ValueError(f"{self.kind} spec needs a 'name' key; got {spec!r}")
+            kwargs = {**{k: v for k, v in spec.items() if k != "name"}, **kwargs}
+            spec = spec["name"]
+        elif not isinstance(spec, str):
+            raise ValueError(f"{self.kind} spec must be a name or a dict with a 'name' key; got {spec!r}")
+        return self.get(spec)(**kwargs)  # type: ignore[operator]
+
+    def distributions(self, spec: Spec) -> dict[str, str]:
+        """The plugin names ``spec`` uses, nested ``parts`` included, and the distributions providing them."""
+        found: dict[str, str] = {}
+        for part in (spec.get("parts") or []) if isinstance(spec, dict) else []:
+            found.update(self.distributions(part))
+        name = spec_name(spec)
+        dist = self.plugin_distribution(name) if name in self else None
+        return {**found, name: dist} if dist else found
 
     def describe(self) -> str:
         """One line per name, plugins marked with their distribution (for ``lvm --help``)."""
@@ -186,3 +225,23 @@ class Registry(Generic[T]):
             )
             lines.append(f"{n} (plugin: {dist})" if dist else n)
         return ", ".join(lines)
+
+
+@contextlib.contextmanager
+def require_plugins(plugins: Mapping[str, str]) -> Iterator[None]:
+    """Turn an :class:`UnknownNameError` for a name in ``plugins`` into an install hint.
+
+    ``plugins`` maps part names to the distributions that provided them when a model was saved
+    (what :meth:`Registry.distributions` returned), so loading it elsewhere says what to install.
+    """
+    try:
+        yield
+    except UnknownNameError as err:
+        dist = plugins.get(err.name) if err.name is not None else None
+        if not dist:
+            raise
+        raise UnknownNameError(
+            f"{err} This model was saved with plugin {err.name!r} from distribution {dist!r}; "
+            f"install it (pip install {dist}).",
+            err.name,
+        ) from err

@@ -22,7 +22,6 @@ from lvm.data import (
     MNISTDataModule,
     TabularDataModule,
     TensorDataModule,
-    create_datamodule,
     read_idx,
     tabular_log_density,
 )
@@ -356,15 +355,16 @@ def test_tensor_module_shapes_and_errors() -> None:
     dm = TensorDataModule(
         torch.zeros(6, 2, 3), test=torch.ones(4, 2, 3), train_labels=torch.arange(6), batch_size=4
     )
-    assert dm.data_shape == (2, 3) and DATAMODULES["tensor"] is TensorDataModule
+    assert dm.data_shape == (2, 3) and DATAMODULES.get("tensor") is TensorDataModule
     dm.setup()
     assert dm.val is None and dm.val_dataloader() == [] and len(dm.train_dataloader()) == 2
     assert torch.equal(dm.train_mean(), torch.zeros(2, 3))
     with pytest.raises(ValueError, match=r"shape \(3,\); train's are \(2, 3\)"):
         TensorDataModule(torch.zeros(6, 2, 3), val=torch.zeros(2, 3))
     with pytest.raises(UnknownNameError, match="Did you mean 'tabular'"):
-        create_datamodule("tabluar")
-    assert isinstance(create_datamodule("tabular", n_train=5), TabularDataModule)
+        DATAMODULES.create("tabluar")
+    dm = DATAMODULES.create({"name": "tabular", "n_train": 5}, n_val=3)
+    assert isinstance(dm, TabularDataModule) and (dm.sizes["train"], dm.sizes["val"]) == (5, 3)
 
 
 class _Recorder(L.LightningModule):

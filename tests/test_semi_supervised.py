@@ -133,7 +133,7 @@ def test_class_conditional_samples() -> None:
     assert s.shape == (3 * 4, D) and s.min() >= 0 and s.max() <= 1
     assert m.sample(y, mean=False).unique().tolist() in ([0.0, 1.0], [0.0], [1.0])
     vae = SemiSupervisedVAE(data_shape=[D], num_classes=C, latent_dim=LATENT)
-    assert vae.sample(torch.tensor([0, 2])).shape == (2, D)
+    assert vae.model.sample(torch.tensor([0, 2])).shape == (2, D)
     with pytest.raises(ValueError, match=r"labels must be in \[0, 3\); got min=-1"):
         m.sample(torch.tensor([0, -1]))
 

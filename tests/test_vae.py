@@ -157,26 +157,29 @@ def test_sample_reconstruct_interpolate() -> None:
     torch.manual_seed(0)
     vae = small_vae()
     x = prototype_bits(4)
-    s = vae.sample(25)
+    s = vae.model.sample(25)
     assert s.shape == (25, 20) and ((s > 0) & (s < 1)).all()  # activation probabilities, not binarised
-    assert vae.reconstruct(x).shape == (4, 20)
-    path = vae.interpolate(x[0], x[1], steps=25)
+    assert vae.model.reconstruct(x).shape == (4, 20)
+    path = vae.model.interpolate(x[0], x[1], steps=25)
     assert path.shape == (25, 20)
-    ends = vae.model.observation(vae.encode(x[:2])).mean
+    ends = vae.model.observation(vae.model.encode(x[:2])).mean
     torch.testing.assert_close(path[0], ends[0])
     torch.testing.assert_close(path[-1], ends[1])
-    mid = vae.model.observation(vae.encode(x[:2]).mean(0)).mean
-    torch.testing.assert_close(vae.interpolate(x[0], x[1], steps=3)[1], mid)
+    mid = vae.model.observation(vae.model.encode(x[:2]).mean(0)).mean
+    torch.testing.assert_close(vae.model.interpolate(x[0], x[1], steps=3)[1], mid)
 
 
-def test_adam_defaults_follow_seed_001() -> None:
+def test_adam_defaults_follow_kingma_and_ba() -> None:
     opt = small_vae(lr=1e-3).configure_optimizers()
     g = opt.param_groups[0]
     assert (g["lr"], g["betas"], g["eps"]) == (1e-3, (0.9, 0.999), 1e-8)
 
 
 def test_plugin_missing_from_checkpoint_is_named() -> None:
-    with pytest.raises(lvm.UnknownNameError, match=r"plugin\(s\) 'laplace' from distribution 'lvm-laplace'"):
+    with pytest.raises(
+        lvm.UnknownNameError,
+        match=r"plugin 'laplace' from distribution 'lvm-laplace'.*pip install lvm-laplace",
+    ):
         small_vae(likelihood="laplace", plugins={"laplace": "lvm-laplace"})
 
 

@@ -45,7 +45,7 @@ def class_conditional(model: SemiSupervisedVAE, num_classes: int, per_class: int
     """Grid of E[x | y, z], z ~ p(z): row c shows ``per_class`` draws of class c."""
     y = torch.arange(num_classes).repeat_interleave(per_class)
     model.eval()
-    x = model.sample(y).reshape(len(y), 1, 28, 28).clamp(0, 1).cpu()
+    x = model.model.sample(y).reshape(len(y), 1, 28, 28).clamp(0, 1).cpu()
     return make_grid(x, nrow=per_class, pad_value=1.0)
 
 

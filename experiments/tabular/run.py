@@ -277,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
 
     torch.manual_seed(args.seed)
-    samples = vae.sample(args.samples, mean=False).double().numpy()
+    samples = vae.model.sample(args.samples, mean=False).double().numpy()
     rng = np.random.default_rng(args.seed)
     indep_samples = np.c_[
         rng.gamma(fit["x1_gamma_shape"], fit["x1_gamma_scale"], args.samples),

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
-from typing import Any
-
 from lvm.data.base import InMemoryDataModule, Split
 from lvm.data.binarized_mnist import BinarizedMNISTDataModule
 from lvm.data.idx import read_idx
@@ -13,7 +10,7 @@ from lvm.data.mnist import MNISTDataModule, binarize_batch
 from lvm.data.semi_supervised import SemiSupervisedDataModule
 from lvm.data.tabular import TabularDataModule, sample_tabular, tabular_log_density
 from lvm.data.tensor import TensorDataModule
-from lvm.registry import UnknownNameError
+from lvm.registry import Registry
 
 __all__ = [
     "DATAMODULES",
@@ -26,30 +23,19 @@ __all__ = [
     "TabularDataModule",
     "TensorDataModule",
     "binarize_batch",
-    "create_datamodule",
     "dist_info",
     "read_idx",
     "sample_tabular",
     "tabular_log_density",
 ]
 
-#: Data modules by name.
-DATAMODULES: dict[str, type[InMemoryDataModule]] = {
-    "mnist": MNISTDataModule,
-    "binarized_mnist": BinarizedMNISTDataModule,
-    "tabular": TabularDataModule,
-    "tensor": TensorDataModule,
-}
-
-
-def create_datamodule(name: str, **kwargs: Any) -> InMemoryDataModule:
-    """Build the data module registered as ``name`` with ``kwargs``.
-
-    Raises:
-        UnknownNameError: for an unknown name, listing the known ones and the closest match.
-    """
-    if name not in DATAMODULES:
-        close = difflib.get_close_matches(name, DATAMODULES, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise UnknownNameError(f"unknown data module {name!r}; known: {', '.join(DATAMODULES)}.{hint}")
-    return DATAMODULES[name](**kwargs)
+#: Data modules by name (``DATAMODULES.create("tabular", n_train=5)``), and plugins from the
+#: entry-point group ``lvm.datamodules``.
+DATAMODULES: Registry[type[InMemoryDataModule]] = Registry("data module", "lvm.datamodules")
+for _name, _cls in (
+    ("mnist", MNISTDataModule),
+    ("binarized_mnist", BinarizedMNISTDataModule),
+    ("tabular", TabularDataModule),
+    ("tensor", TensorDataModule),
+):
+    DATAMODULES.add(_name, _cls)

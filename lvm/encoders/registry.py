@@ -7,7 +7,7 @@ from typing import Any
 
 from torch import nn
 
-from lvm.registry import Registry, UnknownNameError
+from lvm.registry import Registry, Spec, UnknownNameError
 
 __all__ = [
     "ACTIVATIONS",
@@ -55,27 +55,17 @@ def register_decoder(name: str | None = None, *, override: bool = False) -> Call
     return DECODERS.register(name, override=override)
 
 
-def _spec(spec: str | dict[str, Any], kwargs: dict[str, Any], kind: str) -> tuple[str, dict[str, Any]]:
-    if isinstance(spec, dict):
-        if "name" not in spec:
-            raise ValueError(f"{kind} spec needs a 'name' key; got {spec!r}")
-        return spec["name"], {**{k: v for k, v in spec.items() if k != "name"}, **kwargs}
-    return spec, kwargs
-
-
-def create_encoder(spec: str | dict[str, Any], event_shape: Sequence[int], **kwargs: Any) -> nn.Module:
+def create_encoder(spec: Spec, event_shape: Sequence[int], **kwargs: Any) -> nn.Module:
     """Build encoder body ``spec`` (a name or ``{"name": ..., **kwargs}``) for data of ``event_shape``."""
-    name, kw = _spec(spec, kwargs, "encoder")
-    return ENCODERS.create(name, event_shape=tuple(event_shape), **kw)
+    return ENCODERS.create(spec, event_shape=tuple(event_shape), **kwargs)
 
 
 def create_decoder(
-    spec: str | dict[str, Any], latent_dim: int, raw_size: int, event_shape: Sequence[int], **kwargs: Any
+    spec: Spec, latent_dim: int, raw_size: int, event_shape: Sequence[int], **kwargs: Any
 ) -> nn.Module:
     """Build decoder ``spec`` mapping z (..., latent_dim) to raw likelihood parameters (..., raw_size)."""
-    name, kw = _spec(spec, kwargs, "decoder")
     return DECODERS.create(
-        name, latent_dim=latent_dim, raw_size=raw_size, event_shape=tuple(event_shape), **kw
+        spec, latent_dim=latent_dim, raw_size=raw_size, event_shape=tuple(event_shape), **kwargs
     )
 
 

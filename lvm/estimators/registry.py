@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from lvm.registry import Registry
+from lvm.registry import Registry, Spec
 
 __all__ = ["ESTIMATORS", "create_estimator", "list_estimators", "register_estimator"]
 
@@ -18,13 +18,8 @@ def register_estimator(name: str | None = None, *, override: bool = False) -> Ca
     return ESTIMATORS.register(name, override=override)
 
 
-def create_estimator(spec: str | dict[str, Any], **kwargs: Any) -> Any:
+def create_estimator(spec: Spec, **kwargs: Any) -> Any:
     """Build an estimator from a name or ``{"name": ..., **kwargs}``."""
-    if isinstance(spec, dict):
-        if "name" not in spec:
-            raise ValueError(f"estimator spec needs a 'name' key; got {spec!r}")
-        kwargs = {**{k: v for k, v in spec.items() if k != "name"}, **kwargs}
-        spec = spec["name"]
     return ESTIMATORS.create(spec, **kwargs)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from lvm.registry import Registry
+from lvm.registry import Registry, Spec
 
 if TYPE_CHECKING:
     from lvm.likelihoods.base import Likelihood
@@ -21,22 +21,13 @@ def register_likelihood(name: str | None = None, *, override: bool = False) -> C
     return LIKELIHOODS.register(name, override=override)
 
 
-def create_likelihood(
-    name: str | dict[str, Any], event_shape: Sequence[int] | int, **kwargs: Any
-) -> Likelihood:
-    """Build likelihood ``name`` for data of shape ``event_shape``.
-
-    ``name`` may also be a dict ``{"name": ..., **kwargs}``, the form configs use.
+def create_likelihood(spec: Spec, event_shape: Sequence[int] | int, **kwargs: Any) -> Likelihood:
+    """Build likelihood ``spec`` (a name or ``{"name": ..., **kwargs}``) for data of ``event_shape``.
 
     Raises:
         UnknownNameError: for an unknown name, listing the known ones.
     """
-    if isinstance(name, dict):
-        kwargs = {**{k: v for k, v in name.items() if k != "name"}, **kwargs}
-        if "name" not in name:
-            raise ValueError(f"likelihood spec needs a 'name' key; got {name!r}")
-        name = name["name"]
-    return LIKELIHOODS.create(name, event_shape=event_shape, **kwargs)
+    return LIKELIHOODS.create(spec, event_shape=event_shape, **kwargs)
 
 
 def list_likelihoods() -> list[str]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -15,10 +14,10 @@ from torch.distributions import Categorical, Distribution, Independent, kl_diver
 from lvm.distributions import DiagonalGaussianHead, StandardNormalPrior
 from lvm.encoders import create_decoder, create_encoder
 from lvm.likelihoods import Likelihood, create_likelihood
+from lvm.model import LatentVariableModel
+from lvm.registry import Spec
 
 __all__ = ["M2Bound", "M2Model"]
-
-Spec = str | dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -111,6 +110,8 @@ class M2Model(nn.Module):
     def event_shape(self) -> torch.Size:
         return self.likelihood.event_shape
 
+    init_output_bias = LatentVariableModel.init_output_bias  # the same decoder and likelihood contract
+
     def check_labels(self, y: Tensor, unobserved: bool = True) -> None:
         """Raise ValueError unless ``y`` holds integer labels in [0, C) (or -1, if ``unobserved``)."""
         if y.dtype.is_floating_point or y.dtype == torch.bool:
@@ -189,5 +190,6 @@ class M2Model(nn.Module):
     def sample(self, y: Tensor, mean: bool = True) -> Tensor:
         """x ~ p(x | y, z), z ~ p(z), one per label in y (n,); ``mean=True`` gives E[x | y, z]."""
         self.check_labels(y, unobserved=False)
+        y = y.to(self.classifier_head.weight.device)
         p = self.observation(self.prior_dist().sample(y.shape), y)
         return p.mean if mean else p.sample()

@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
-import lightning as L
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from lvm.metrics import MeanWithStdErr
+from lvm.evaluation import EvaluatedModule
+from lvm.registry import Spec
 from lvm.semi_supervised.m2 import M2Bound, M2Model
 
 __all__ = ["SemiSupervisedVAE"]
 
-Spec = str | dict[str, Any]
 
-
-class SemiSupervisedVAE(L.LightningModule):
+class SemiSupervisedVAE(EvaluatedModule):
     """M2 (Kingma et al. 2014) trained with Lightning on batches that mix labelled and unlabelled points.
 
     The maths lives in :class:`M2Model`; the steps maximise the mean over the batch of
@@ -71,26 +68,7 @@ class SemiSupervisedVAE(L.LightningModule):
         self.model = M2Model.build(
             data_shape, latent_dim, num_classes, encoder, classifier, decoder, likelihood
         )
-        self.metrics = nn.ModuleDict(
-            {f"{s}_{t}": MeanWithStdErr() for s in ("val", "test") for t in ("accuracy", "bound")}
-        )
-
-    def setup(self, stage: str) -> None:
-        """Check the data against the model and initialise the output bias, before any step runs."""
-        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        if dm is None:
-            return
-        shape = getattr(dm, "data_shape", None)
-        if shape is not None and tuple(shape) != tuple(self.model.event_shape):
-            raise ValueError(
-                f"data shape {tuple(shape)} does not match data_shape {tuple(self.model.event_shape)}"
-            )
-        if hasattr(dm, "check"):
-            dm.check(self.model.likelihood)
-        if stage == "fit" and self.hparams.init_output_bias and hasattr(dm, "train_mean"):
-            raw = self.model.likelihood.raw_from_mean(dm.train_mean().to(self.device))
-            if raw is not None and hasattr(self.model.decoder, "set_output_bias"):
-                self.model.decoder.set_output_bias(raw)
+        self.track(["accuracy", "bound"])
 
     def forward(self, x: Tensor, y: Tensor | None = None) -> M2Bound:
         return self.model.bound(x, y, self.hparams.alpha, self.hparams.num_samples)
@@ -117,45 +95,10 @@ class SemiSupervisedVAE(L.LightningModule):
         if stage in self.hparams.bound_stages:
             b = self(x)
             logits = b.logits
-            self.metrics[f"{stage}_bound"].update(b.value)
+            self.record(stage, "bound", b.value)
         else:
             logits = self.model.classify(x).logits
-        self.metrics[f"{stage}_accuracy"].update((logits.argmax(-1) == y).float())
-
-    def _eval_epoch_end(self, stage: str) -> None:
-        logs: dict[str, Tensor] = {}
-        for name in ("accuracy", "bound"):
-            metric = self.metrics[f"{stage}_{name}"]
-            if not metric.update_called:  # U(x) only in bound_stages
-                continue
-            mean, stderr, count = metric.compute()  # summed across ranks already
-            logs[f"{stage}/{name}"], logs[f"{stage}/{name}_stderr"] = mean.float(), stderr.float()
-            logs[f"{stage}/count"] = count.float()
-            metric.reset()
-        self.log_dict(logs, prog_bar=stage == "val")
-
-    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        self._eval_step(batch, "val")
-
-    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        self._eval_step(batch, "test")
-
-    def on_validation_epoch_end(self) -> None:
-        self._eval_epoch_end("val")
-
-    def on_test_epoch_end(self) -> None:
-        self._eval_epoch_end("test")
+        self.record(stage, "accuracy", (logits.argmax(-1) == y).float())
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        h = self.hparams
-        return torch.optim.Adam(self.parameters(), lr=h.lr, betas=tuple(h.betas), eps=h.eps)
-
-    @torch.no_grad()
-    def sample(self, y: Tensor, mean: bool = True) -> Tensor:
-        """Class-conditional draws, one per label in y (n,): E[x | y, z] (``mean=True``), z ~ p(z)."""
-        return self.model.sample(y.to(self.device), mean)
-
-    @torch.no_grad()
-    def predict(self, x: Tensor) -> Tensor:
-        """argmax_y q(y | x), (B,)."""
-        return self.model.classify(x.to(self.device)).logits.argmax(-1)
+        return self.adam()
