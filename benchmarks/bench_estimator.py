@@ -4,10 +4,11 @@ The model is the 1-layer architecture of Burda et al. (2016): 784-200-200-50 enc
 50-200-200-784 decoder with tanh, Bernoulli likelihood, random weights and random binary x
 (no data needed). In one process, interleaved, it times ``ImportanceSampling(K).estimate`` on
 one batch and ``model.decoder(z)`` for the same number of z in the same chunk sizes (the floor),
-with glibc's default ``malloc`` and then after :func:`~lvm.estimators.allocator.keep_freed_memory`
-(``--allocator``). Wall-clock and process CPU time are both reported: on a shared machine the
-CPU time of a single-threaded run (``--threads 1``) is the least disturbed. Then a subprocess
-runs K = 100,000 alone (tuned allocator) and reports its peak resident memory.
+with glibc's default ``malloc`` (earlier runs also timed a tuned ``mallopt``; its ratios to the
+floor were within the run-to-run spread, so lvm no longer ships it). Wall-clock and process CPU
+time are both reported: on a shared machine the CPU time of a single-threaded run
+(``--threads 1``) is the least disturbed. Then a subprocess runs K = 100,000 alone and reports
+its peak resident memory.
 
 Usage:
     python benchmarks/bench_estimator.py --k 5000 --batch 100 --repeats 3 \
@@ -32,7 +33,6 @@ import torch
 
 import lvm
 from lvm.estimators import ImportanceSampling
-from lvm.estimators.allocator import keep_freed_memory
 from lvm.model import LatentVariableModel
 
 ARCH = {"name": "mlp", "hidden": [200, 200], "activation": "tanh"}
@@ -94,7 +94,6 @@ def summary(timers: list[Timer], batch: int) -> dict[str, float]:
 
 def memory_run(args: argparse.Namespace) -> dict[str, Any]:
     """Run once and report this process's peak RSS (meant for a fresh subprocess)."""
-    keep_freed_memory()
     model, x = build(args.batch, args.seed)
     est = ImportanceSampling(num_samples=args.k, chunk_size=args.chunk_size)
     before = peak_rss_mb()
@@ -147,12 +146,6 @@ def main(argv: list[str] | None = None) -> int:
         default=100_000,
         help="K of the peak-memory subprocess run (0: skip; default 100000)",
     )
-    parser.add_argument(
-        "--allocator",
-        choices=("both", "default", "tuned"),
-        default="both",
-        help="glibc malloc as is, after keep_freed_memory(), or both in turn (default)",
-    )
     parser.add_argument("--memory-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument(
         "--out",
@@ -175,11 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         "threads": args.threads,
         "repeats": args.repeats,
     }
-    if args.allocator in ("both", "default"):
-        result["default_allocator"] = measure(est, model, x, args.repeats)
-    if args.allocator in ("both", "tuned"):
-        result["allocator_tuned"] = keep_freed_memory()  # from here on freed blocks stay in the heap
-        result["tuned_allocator"] = measure(est, model, x, args.repeats)
+    result["default_allocator"] = measure(est, model, x, args.repeats)
     result["peak_rss_mb"] = peak_rss_mb()
     if args.memory_k:
         cmd = [

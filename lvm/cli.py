@@ -14,7 +14,7 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from lvm.checkpoint import with_atomic_checkpoints
 from lvm.encoders import DECODERS, ENCODERS
-from lvm.estimators import ESTIMATORS, keep_freed_memory
+from lvm.estimators import ESTIMATORS
 from lvm.likelihoods import LIKELIHOODS
 from lvm.vae import VAE
 
@@ -104,7 +104,6 @@ def main(argv: list[str] | None = None) -> int:
 
         return compare_main(args[1:])
     os.environ.setdefault("WANDB_MODE", "offline")
-    keep_freed_memory()  # a process entry point: chunked estimators reuse freed blocks (see allocator.py)
     LVMCLI(
         VAE,
         L.LightningDataModule,

@@ -15,7 +15,6 @@ from typing import Any
 import torch
 
 from lvm.estimators import create_estimator, list_estimators
-from lvm.estimators.allocator import keep_freed_memory
 from lvm.estimators.comparison import (
     COLUMNS,
     EXTRA_COLUMNS,
@@ -231,7 +230,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    keep_freed_memory()  # the process's entry point: reuse the chunks' freed blocks (1.4-1.6x faster)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     names = [n.strip() for n in args.estimators.split(",") if n.strip()]
     for n in names:

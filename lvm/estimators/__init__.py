@@ -1,6 +1,5 @@
 """Estimators of log p(x), objects apart from the model, registered by name."""
 
-from lvm.estimators.allocator import keep_freed_memory
 from lvm.estimators.base import CHUNK_BYTES, Estimate, Estimator, normal_params
 from lvm.estimators.elbo import ELBO
 from lvm.estimators.importance import ImportanceSampling
@@ -22,7 +21,6 @@ __all__ = [
     "NormalNoise",
     "PriorMonteCarlo",
     "create_estimator",
-    "keep_freed_memory",
     "list_estimators",
     "log_density",
     "normal_noise",
