@@ -1,4 +1,4 @@
-"""Lightning callbacks: seed 001's pictures during and after training."""
+"""Lightning callbacks: prior samples, reconstructions and interpolations during and after training."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ __all__ = ["SeedFigures"]
 
 
 class SeedFigures(L.Callback):
-    """Draw prior samples, reconstructions and interpolations (seed 001, Task 3) as PNG.
+    """Draw prior samples, reconstructions and latent interpolations as PNG (the pictures of Kingma & Welling 2014, appendix A).
 
     Written on rank 0 only, every ``every_n_epochs`` validation epochs (0: only at the end of
     ``fit``), into ``out_dir`` (default ``<trainer.default_root_dir>/figures``), and logged as

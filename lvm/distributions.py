@@ -11,7 +11,7 @@ __all__ = ["DiagonalGaussianHead", "StandardNormalPrior"]
 
 
 class StandardNormalPrior(nn.Module):
-    """p(z) = N(z | 0, I) over ``latent_dim`` dimensions (seed 001, eq. 2)."""
+    """p(z) = N(z | 0, I) over ``latent_dim`` dimensions (Kingma & Welling 2014, sec. 3)."""
 
     def __init__(self, latent_dim: int) -> None:
         super().__init__()
@@ -28,7 +28,7 @@ class StandardNormalPrior(nn.Module):
 class DiagonalGaussianHead(nn.Module):
     r"""P_e: q(z | x) = N(z | mu(h), diag(sigma(h)^2)) from encoder features h.
 
-    mu is a linear map of h; sigma = softplus(linear(h)) + ``min_scale`` (seed 003's P_e),
+    mu is a linear map of h; sigma = softplus(linear(h)) + ``min_scale`` (the Gaussian head of Kingma & Welling 2014, appendix C.2, with a scale floor),
     which stays positive and finite in float32 where exp(log sigma) can overflow.
 
     Args:

@@ -1,4 +1,4 @@
-"""Seed 001's three pictures: prior samples, reconstructions, latent interpolations."""
+"""Three pictures of a trained VAE: prior samples, reconstructions, latent interpolations."""
 
 from __future__ import annotations
 
@@ -29,9 +29,9 @@ def seed_figures(
 ) -> dict[str, Tensor]:
     """Image grids (3, H, W) in [0, 1], pixel = activation probability (E[x | z]), never binarised.
 
-    - ``samples``: 25 draws z ~ p(z), 5 x 5 (Task 3.1);
-    - ``reconstructions``: the first 10 test images above their reconstructions (Task 3.2);
-    - ``interpolations``: test images (1, 2), (3, 4), ... one row of ``steps`` each (Task 3.3).
+    - ``samples``: 25 draws z ~ p(z), 5 x 5;
+    - ``reconstructions``: the first 10 test images above their reconstructions;
+    - ``interpolations``: test images (1, 2), (3, 4), ... one row of ``steps`` each.
     """
     from torchvision.utils import make_grid
 

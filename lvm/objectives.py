@@ -33,7 +33,7 @@ class Bound:
 
 
 def elbo(model: LatentVariableModel, x: Tensor, num_samples: int = 1, kl_weight: float = 1.0) -> Bound:
-    r"""ELBO(x) = E_q[log p(x | z)] - KL(q(z | x) || p(z)) (seed 001, eqs. 11-12).
+    r"""ELBO(x) = E_q[log p(x | z)] - KL(q(z | x) || p(z)) (Kingma & Welling 2014, eq. 10).
 
     The expectation uses ``num_samples`` reparameterised draws z = mu + sigma * eps; the KL is
     analytic for the Gaussian pair (Monte Carlo, log q - log p, if torch has no closed form).

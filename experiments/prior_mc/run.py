@@ -1,7 +1,7 @@
-"""Seed 000: prior Monte Carlo vs importance sampling of log p(x), against exact quadrature in 2-D and
+"""Prior Monte Carlo vs importance sampling of log p(x), against exact quadrature in 2-D and
 as the latent size grows.
 
-1. Trains the seed's 2-D latent VAE (decoder 2-128-128-784, ELU, Bernoulli from logits) on statically
+1. Trains a 2-D latent VAE (decoder 2-128-128-784, ELU, Bernoulli from logits) on statically
    binarised MNIST from ``vae2d.yaml``, computes the exact log p(x) of the first ``--images`` test images
    by midpoint quadrature on two grids, and runs lvm's ``prior`` and ``importance`` estimators for
    K = 1 ... 10^5 (estimate - exact, mean +/- s.e. over images; ESS from the estimators).

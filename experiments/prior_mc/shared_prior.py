@@ -24,7 +24,7 @@ def shared_prior_mc(
 ) -> dict[int, dict[str, Tensor]]:
     r"""log p-hat(x_b) = log (1/K) sum_{k<K} p(x_b | z_k), z_k ~ N(0, I), for every K in ``ks``.
 
-    For each datapoint this is exactly the estimator of lvm's ``prior`` (seed 000, "Approach 1"):
+    For each datapoint this is exactly the estimator of lvm's ``prior`` :
     K i.i.d. prior draws, averaged in log space. Because p(z) does not depend on x, one set of
     draws serves the whole batch: the decoder runs once per draw and log p(x_b | z_k) for all
     b comes from :func:`~quadrature.log_lik_matrix`, about B times cheaper than drawing per

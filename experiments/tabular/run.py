@@ -1,4 +1,4 @@
-"""Seed 003: a VAE for three observed variables of different types, against the true density.
+"""A VAE for three observed variables of different types, against the true density.
 
 Data (``vae.yaml``): x1 ~ Gamma(k0 = 2, theta0 = 1), x2 ~ Normal(0, 1), x3 ~ Normal(x2, x1), from
 ``lvm.data.TabularDataModule``. The VAE has a composite likelihood (Gamma on x1, Gaussians with
@@ -188,7 +188,7 @@ def plot(
     )
     axes[1, 2].text(0.2, -7.5, "dotted: $\\pm 2 x_1$", fontsize=7)
     fig.suptitle(
-        f"seed 003: x1 ~ Gamma({k0:g}, {theta0:g}), x2 ~ N({mu0:g}, {sigma0:g}), x3 ~ N(x2, x1); "
+        f"x1 ~ Gamma({k0:g}, {theta0:g}), x2 ~ N({mu0:g}, {sigma0:g}), x3 ~ N(x2, x1); "
         f"{len(model)} draws x ~ p(x | z), z ~ p(z) from the VAE vs as many from the truth",
         fontsize=10,
     )

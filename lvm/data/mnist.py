@@ -30,7 +30,7 @@ BINARIZE_MODES = ("dynamic", "static", "none")
 
 
 def binarize_batch(x: Tensor, generator: torch.Generator) -> Tensor:
-    """x_bin ~ Bernoulli(x) elementwise, for grey values x in [0, 1] (dynamic binarisation, seed 001).
+    """x_bin ~ Bernoulli(x) elementwise, for grey values x in [0, 1] (dynamic binarisation: a fresh draw each time, where Salakhutdinov & Murray 2008 fixed one).
 
     A pixel becomes 1 when a uniform u in [0, 1) falls below its grey value, so P(1) = x exactly;
     this is several times faster than ``torch.bernoulli`` on CPU.
@@ -49,7 +49,7 @@ class MNISTDataModule(InMemoryDataModule):
 
     Splits: train = the first ``60000 - val_size`` training images, val = the last ``val_size``,
     test = the 10000 t10k images. Binarisation: ``"dynamic"`` draws x ~ Bernoulli(grey) afresh for
-    every training batch (Kingma & Welling's practical, seed 001) while val/test are binarised
+    every training batch while val/test are binarised
     once with a fixed seed; ``"static"`` binarises every split once with a fixed seed; ``"none"``
     keeps grey values.
 

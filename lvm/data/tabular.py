@@ -1,4 +1,4 @@
-"""Synthetic heterogeneous tabular data (seed 003): x1 ~ Gamma, x2 ~ Normal, x3 ~ Normal(x2, x1)."""
+"""Synthetic heterogeneous tabular data: x1 ~ Gamma, x2 ~ Normal, x3 ~ Normal(x2, x1)."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def tabular_log_density(x: Tensor, k0: float, theta0: float, mu0: float, sigma0:
     """Exact log p(x) of the generating process, (B,), for x of shape (B, 3).
 
     log p(x) = log Gamma(x1 | shape k0, scale theta0) + log N(x2 | mu0, sigma0)
-    + log N(x3 | x2, x1), with x1 the standard deviation of x3 (seed 003). A ceiling for any
+    + log N(x3 | x2, x1), with x1 the standard deviation of x3. A ceiling for any
     model's log-likelihood on this data.
     """
     _check_params(k0, theta0, sigma0)
@@ -54,7 +54,7 @@ def tabular_log_density(x: Tensor, k0: float, theta0: float, mu0: float, sigma0:
 
 
 class TabularDataModule(InMemoryDataModule):
-    """Three observed variables of different types (seed 003, "VAEs for multiple observed variables").
+    """Three observed variables of different types (heterogeneous data as in Nazabal et al. 2020, HI-VAE).
 
     x1 ~ Gamma(shape k0, scale theta0), x2 ~ Normal(mu0, sigma0), x3 ~ Normal(x2, x1), drawn
     with fixed seeds derived from ``seed`` (one stream per split, so the test set does not move

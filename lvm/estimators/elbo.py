@@ -21,7 +21,7 @@ __all__ = ["ELBO"]
 class ELBO(Estimator):
     r"""ELBO(x) = (1/S) sum_s log p(x | z_s) - KL(q(z | x) || p(z)), z_s ~ q(z | x).
 
-    Kingma & Welling (2014), eq. (10); seed 001, eqs. (11)-(12). The KL is in closed form where
+    Kingma & Welling (2014), eq. (10). The KL is in closed form where
     torch knows it for the pair (``model.kl``), else the Monte Carlo average of
     log q(z_s | x) - log p(z_s) over the same S samples. A lower bound: log p(x) - ELBO(x) =
     KL(q(z | x) || p(z | x)). Carries no ESS or weight variance.

@@ -21,7 +21,7 @@ __all__ = ["PriorMonteCarlo"]
 class PriorMonteCarlo(Estimator):
     r"""log p-hat(x) = log (1/K) sum_k p(x | z_k), z_k ~ p(z).
 
-    The plain Monte Carlo estimate of p(x) = E_{p(z)}[p(x | z)] (seed 000, "Approach 1"),
+    The plain Monte Carlo estimate of p(x) = E_{p(z)}[p(x | z)],
     computed in log space with a streaming logsumexp so that p(x | z) ~ 0.8^784 never
     underflows. Unbiased for p(x) and consistent, but its variance explodes when the posterior
     is much narrower than the prior, so it needs far more samples than

@@ -53,7 +53,7 @@ class ParamSpec:
 
 
 class Likelihood(nn.Module):
-    """Observation model p(x | z): the projection P_d of the VAE anatomy (seed 003).
+    """Observation model p(x | z): the output head P_d on the decoder body f_d.
 
     The decoder body f_d produces ``raw_size`` unconstrained numbers per datapoint; the
     likelihood splits them into its parameters (``params``, one value per element of

@@ -52,7 +52,7 @@ class ColumnsDistribution(Distribution):
 
 @register_likelihood("composite")
 class Composite(Likelihood):
-    """Different likelihoods for different column groups of tabular data (seed 003).
+    """Different likelihoods for different column groups of tabular data (Nazabal et al. 2020, HI-VAE).
 
     p(x | z) = prod_g p_g(x[columns_g] | z), e.g. x1 ~ Gamma, x2 ~ Normal, x3 ~ Normal with
     ``parts=[{"name": "gamma", "columns": [0]}, {"name": "gaussian", "columns": [1, 2]}]``.

@@ -19,8 +19,8 @@ class Gamma(Likelihood):
     r"""Factorised Gamma, p(x | z) = prod_j Gamma(x_j | k_j(z), r_j(z)) for x_j > 0.
 
     log p = k log r + (k - 1) log x - r x - lgamma(k), per element, with concentration
-    k = softplus(f_1) + 1e-4 and rate r = softplus(f_2) + 1e-4 (seed 003's P_d for x_1;
-    the scale theta of the seed is 1 / r).
+    k = softplus(f_1) + 1e-4 and rate r = softplus(f_2) + 1e-4 (the scale theta
+    = 1 / r), a positive-data likelihood as in Nazabal et al. (2020, HI-VAE).
     """
 
     name: ClassVar[str] = "gamma"

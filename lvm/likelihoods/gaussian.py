@@ -28,7 +28,7 @@ class Gaussian(Likelihood):
     - ``"fixed"``: the constant ``scale`` for every element;
     - ``"shared"``: one learned scalar, softplus(s) + ``min_scale``, initialised at ``scale``;
     - ``"per_output"``: predicted by the decoder for each element,
-      softplus(f) + ``min_scale`` (heteroscedastic; the seed-003 P_d).
+      softplus(f) + ``min_scale`` (heteroscedastic, Kingma & Welling 2014, appendix C.2).
 
     Args:
         event_shape: Shape of one datapoint.
