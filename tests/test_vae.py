@@ -153,22 +153,6 @@ def test_kl_warmup_weight_is_linear() -> None:
     assert small_vae().kl_weight() == 1.0
 
 
-def test_sample_reconstruct_interpolate() -> None:
-    torch.manual_seed(0)
-    vae = small_vae()
-    x = prototype_bits(4)
-    s = vae.model.sample(25)
-    assert s.shape == (25, 20) and ((s > 0) & (s < 1)).all()  # activation probabilities, not binarised
-    assert vae.model.reconstruct(x).shape == (4, 20)
-    path = vae.model.interpolate(x[0], x[1], steps=25)
-    assert path.shape == (25, 20)
-    ends = vae.model.observation(vae.model.encode(x[:2])).mean
-    torch.testing.assert_close(path[0], ends[0])
-    torch.testing.assert_close(path[-1], ends[1])
-    mid = vae.model.observation(vae.model.encode(x[:2]).mean(0)).mean
-    torch.testing.assert_close(vae.model.interpolate(x[0], x[1], steps=3)[1], mid)
-
-
 def test_adam_defaults_follow_kingma_and_ba() -> None:
     opt = small_vae(lr=1e-3).configure_optimizers()
     g = opt.param_groups[0]
