@@ -39,41 +39,18 @@ class _BernoulliLogProb(torch.autograd.Function):
         return df, dx
 
 
-def _group(d: int, largest: int = 120) -> int:
-    """Factors per product for a sum of ``d`` logs: ``d`` itself up to ``largest``, else the
-    largest divisor of ``d`` in [largest / 2, largest] (no remainder), else ``largest``."""
-    if d <= largest:
-        return max(d, 1)
-    return next((g for g in range(largest, largest // 2 - 1, -1) if d % g == 0), largest)
-
-
 def _sum_log(p: Tensor, group: int = 120) -> Tensor:
     """sum_j log p_j over the last dim for p_j in [1/2, 1]: one log per product of at most ``group`` factors.
 
     A product of 120 such factors is at least 2^-120, a normal float32 number (no underflow).
-    Groups of an exact divisor of the size (112 for MNIST's 784) leave no remainder to treat apart.
     """
-    d = p.shape[-1]
-    group = _group(d, group)
-    m = d // group
-    out = p[..., : m * group].unflatten(-1, (m, group)).prod(-1).log_().sum(-1)
-    return out + p[..., m * group :].prod(-1).log_() if m * group < d else out
+    m = p.shape[-1] // group
+    out = p[..., m * group :].prod(-1).log_()  # the remainder: all of p when it has fewer than ``group``
+    return out + p[..., : m * group].unflatten(-1, (m, group)).prod(-1).log_().sum(-1) if m else out
 
 
-#: Bytes of logits per block of an estimator's chunk: of 2, 4 and 8 MB, 4 MB was fastest end to end
-#: on a 2-core EPYC (1 MB of L2 per core, 32 MB of L3), 1.3% ahead of 2 MB (benchmarks/README.md).
-_BLOCK_BYTES = 4 * 2**20
-
-
-def _block_rows(f: Tensor) -> int:
-    """Leading rows of ``f`` per block of about ``_BLOCK_BYTES`` (all rows for f of dim < 3)."""
-    if f.dim() < 3:
-        return max(f.shape[0], 1) if f.dim() else 1
-    return max(1, _BLOCK_BYTES // max(1, f[0].numel() * f.element_size()))
-
-
-def _log_prob_sum(f: Tensor, y: Tensor, out: Tensor | None = None) -> Tensor:
-    """sum_j (y_j f_j - |f_j| / 2 + log sigma(|f_j|)) over the last dim, y = x - 1/2, into ``out``.
+def _log_prob_sum(f: Tensor, y: Tensor) -> Tensor:
+    """sum_j (y_j f_j - |f_j| / 2 + log sigma(|f_j|)) over the last dim, y = x - 1/2.
 
     sum_j (|f_j| - 2 y_j f_j) is one elementwise pass and one sum, scaled by -1/2 as it is added:
     a batched dot product against x of shape (B, D) would run as a matrix-vector product per
@@ -81,7 +58,7 @@ def _log_prob_sum(f: Tensor, y: Tensor, out: Tensor | None = None) -> Tensor:
     """
     a = f.abs()
     twice_neg_linear = torch.addcmul(a, f, y, value=-2.0).sum(-1)
-    return torch.add(_sum_log(a.sigmoid_()), twice_neg_linear, alpha=-0.5, out=out)
+    return torch.add(_sum_log(a.sigmoid_()), twice_neg_linear, alpha=-0.5)
 
 
 class _BernoulliLogProbSum(torch.autograd.Function):
@@ -90,16 +67,7 @@ class _BernoulliLogProbSum(torch.autograd.Function):
     @staticmethod
     def forward(ctx: torch.autograd.function.FunctionCtx, f: Tensor, x: Tensor) -> Tensor:
         ctx.save_for_backward(f, x)
-        y = x - 0.5
-        rows = _block_rows(f)
-        if rows >= f.shape[0] or (x.dim() == f.dim() and x.shape[0] != 1):
-            return _log_prob_sum(f, y)
-        # Many samples at once (an estimator's chunk): blocks of leading rows small enough to stay
-        # in cache between the elementwise passes, so they read f from memory only once.
-        out = f.new_empty(f.shape[:-1])
-        for i in range(0, f.shape[0], rows):
-            _log_prob_sum(f[i : i + rows], y, out=out[i : i + rows])
-        return out
+        return _log_prob_sum(f, x - 0.5)
 
     @staticmethod
     def backward(
@@ -162,11 +130,11 @@ class _FoldedBernoulli(Independent):
 class Bernoulli(Likelihood):
     r"""Factorised Bernoulli, p(x | z) = prod_j sigma(f_j)^{x_j} (1 - sigma(f_j))^{1 - x_j}.
 
-    Seed 001, eq. (3); Kingma & Welling (2014), appendix C.1. The decoder predicts logits
+    Kingma & Welling (2014), appendix C.1. The decoder predicts logits
     f_j (identity link) and the log density is evaluated from them,
     log p = x f - softplus(f), which never underflows or takes log(0) in float32. Data may be
     binary or grey values in [0, 1] (then the log density is the negative cross-entropy).
-    The mean (``mean``) is the activation probability sigma(f), what seed 001 Task 3 plots.
+    The mean (``mean``) is the activation probability sigma(f), what image figures show.
     """
 
     name: ClassVar[str] = "bernoulli"

@@ -1,0 +1,77 @@
+"""The Bernoulli log-density kernels against torch: values, gradients, float32 range, no underflow."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lvm.likelihoods import create_likelihood
+from lvm.likelihoods.bernoulli import bernoulli_log_prob, bernoulli_log_prob_sum
+
+
+def _torch_log_prob(f: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    f, x = torch.broadcast_tensors(f, x)
+    return -F.binary_cross_entropy_with_logits(f, x, reduction="none")
+
+
+@pytest.mark.parametrize(
+    ("f_shape", "x_shape"),
+    [
+        ((2, 2, 125), (2, 125)),
+        ((2, 125), (2, 2, 125)),
+        ((3, 4, 7), (3, 4, 7)),
+        ((2, 3, 5), (5,)),
+        ((5,), (5,)),
+    ],
+)
+def test_kernels_match_torch_values_and_gradients_in_float64(f_shape: tuple, x_shape: tuple) -> None:
+    g = torch.Generator().manual_seed(0)
+    f = (5 * torch.randn(f_shape, generator=g, dtype=torch.float64)).requires_grad_()
+    x = torch.rand(x_shape, generator=g, dtype=torch.float64).requires_grad_()  # grey values too
+    ref = _torch_log_prob(f, x)
+    torch.testing.assert_close(bernoulli_log_prob(f, x), ref, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(bernoulli_log_prob_sum(f, x), ref.sum(-1), rtol=1e-12, atol=1e-10)
+    for fn in (bernoulli_log_prob, bernoulli_log_prob_sum):
+        assert torch.autograd.gradcheck(fn, (f, x))
+        assert torch.autograd.gradgradcheck(fn, (f, x))
+
+
+def test_sum_kernel_in_float32_over_the_whole_logit_range() -> None:
+    f = torch.linspace(-200, 200, 784 * 4).reshape(4, 784).requires_grad_()
+    x = (torch.rand(4, 784, generator=torch.Generator().manual_seed(1)) < 0.5).float()
+    lp = bernoulli_log_prob_sum(f, x)
+    ref = _torch_log_prob(f.double(), x.double()).sum(-1)
+    torch.testing.assert_close(lp.double(), ref, rtol=1e-6, atol=1e-3)
+    (grad,) = torch.autograd.grad(lp.sum(), f)
+    torch.testing.assert_close(grad, x - torch.sigmoid(f.detach()))
+    assert torch.isfinite(lp).all()
+
+
+@pytest.mark.parametrize("d", [7, 125, 784, 3072])
+def test_sum_kernel_at_zero_logits_is_d_log_half_without_underflow(d: int) -> None:
+    """f = 0: p(x_j) = 1/2 for every x_j, so log p = -d log 2; a product of more than 126 halves
+    would underflow in float32 (784 = 6 x 120 + 64, 3072 = 25 x 120 + 72, 125 = 120 + 5, 7 alone)."""
+    x = (torch.rand(3, d, generator=torch.Generator().manual_seed(d)) < 0.5).float()
+    lp = bernoulli_log_prob_sum(torch.zeros(5, 3, d), x)
+    torch.testing.assert_close(lp, torch.full((5, 3), -d * math.log(2)), rtol=1e-6, atol=0)
+
+
+def test_low_precision_logits_are_summed_in_float32() -> None:
+    f = 3 * torch.randn(2, 784, generator=torch.Generator().manual_seed(2))
+    x = (torch.rand(2, 784) < 0.5).float()
+    lp = bernoulli_log_prob_sum(f.to(torch.bfloat16), x)
+    assert lp.dtype == torch.float32
+    torch.testing.assert_close(
+        lp, _torch_log_prob(f.to(torch.bfloat16).float(), x).sum(-1), rtol=1e-5, atol=1e-3
+    )
+
+
+def test_the_likelihood_folds_image_event_dims() -> None:
+    lk = create_likelihood("bernoulli", (1, 4, 4))
+    raw = torch.randn(3, 5, 16, dtype=torch.float64)
+    x = (torch.rand(5, 1, 4, 4) < 0.5).double()
+    expected = _torch_log_prob(raw.reshape(3, 5, 1, 4, 4), x).sum((-3, -2, -1))
+    torch.testing.assert_close(lk(raw).log_prob(x), expected)
