@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import pytest
 import torch
+from lightning.pytorch.loggers import Logger
 
 import lvm
 from lvm.data import TensorDataModule
@@ -194,3 +196,92 @@ def test_iwae_lr_schedule_boundaries() -> None:
     assert opt["lr_scheduler"]["interval"] == "epoch"
     with pytest.raises(ValueError, match="lr_schedule must be one of constant, iwae; got 'cosine'"):
         small_vae(lr_schedule="cosine")
+
+
+class _Rows(Logger):
+    """Keeps every ``log_metrics`` call in memory."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[tuple[int, dict[str, float]]] = []
+
+    @property
+    def name(self) -> str:
+        return "rows"
+
+    @property
+    def version(self) -> int:
+        return 0
+
+    def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        self.rows.append((int(step or 0), dict(metrics)))
+
+
+@pytest.mark.parametrize("objective", ["elbo", "iwae"])
+def test_training_values_reach_the_logger_every_log_every_n_steps(tmp_path: Path, objective: str) -> None:
+    vae = lvm.VAE(data_shape=[20], latent_dim=2, encoder={"name": "mlp", "hidden": [16]},
+                  decoder={"name": "mlp", "hidden": [16]}, objective=objective, num_samples=4)  # fmt: skip
+    logger = _Rows()
+    L.Trainer(
+        max_steps=12, accelerator="cpu", logger=logger, log_every_n_steps=4, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0, default_root_dir=tmp_path,
+    ).fit(vae, datamodule=TensorDataModule((torch.rand(400, 20) < 0.3).float(), batch_size=10))  # fmt: skip
+    steps = [step for step, m in logger.rows if "train/loss" in m]
+    assert steps == [3, 7, 11], logger.rows
+    for _, m in logger.rows:
+        if "train/loss" in m:
+            assert {
+                "train/elbo",
+                "train/bound",
+                "train/reconstruction",
+                "train/kl",
+                "train/kl_weight",
+            } <= set(m)
+            assert m["train/loss"] == pytest.approx(-m["train/bound"], rel=1e-5)
+            assert m["train/elbo"] == pytest.approx(m["train/reconstruction"] - m["train/kl"], rel=1e-5)
+            if objective == "elbo":
+                assert m["train/bound"] == pytest.approx(m["train/elbo"], rel=1e-5)
+            else:  # log-mean-exp >= mean-log on the same 4 samples, datapoint by datapoint (Jensen)
+                assert m["train/bound"] > m["train/elbo"] + 1e-3
+
+
+def test_adam_update_is_adams() -> None:
+    """One step of the model's optimiser equals torch's reference Adam step (Kingma & Ba 2015, alg. 1)."""
+    vae = lvm.VAE(data_shape=[20], latent_dim=2, encoder={"name": "mlp", "hidden": [16]},
+                  decoder={"name": "mlp", "hidden": [16]}, lr=0.01)  # fmt: skip
+    ref = [p.detach().clone().requires_grad_() for p in vae.parameters()]
+    opt, ref_opt = vae.configure_optimizers(), torch.optim.Adam(ref, lr=0.01, foreach=False)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        for p, q in zip(vae.parameters(), ref, strict=True):
+            p.grad = torch.randn(p.shape, generator=g)
+            q.grad = p.grad.clone()
+        opt.step()
+        ref_opt.step()
+    for p, q in zip(vae.parameters(), ref, strict=True):
+        torch.testing.assert_close(p.detach(), q.detach(), rtol=1e-5, atol=1e-6)
+
+
+def test_training_values_are_logged_only_on_logger_steps(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``training_step`` calls ``log_dict`` only on the steps Lightning hands to the loggers."""
+    vae = lvm.VAE(data_shape=[20], latent_dim=2, encoder={"name": "mlp", "hidden": [16]},
+                  decoder={"name": "mlp", "hidden": [16]})  # fmt: skip
+    steps: list[int] = []
+    log_dict = vae.log_dict
+
+    def counting(values: dict[str, Any], **kwargs: Any) -> None:
+        if "train/loss" in values:
+            steps.append(vae.global_step)
+        log_dict(values, **kwargs)
+
+    monkeypatch.setattr(vae, "log_dict", counting)
+    L.Trainer(
+        max_steps=12, accelerator="cpu", logger=_Rows(), log_every_n_steps=4, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0, default_root_dir=tmp_path,
+    ).fit(vae, datamodule=TensorDataModule((torch.rand(400, 20) < 0.3).float(), batch_size=10))  # fmt: skip
+    assert steps == [3, 7, 11]

@@ -1,31 +1,8 @@
 """Encoder bodies f_e and decoder bodies f_d, registered by name."""
 
+from lvm.encoders import registry
 from lvm.encoders.conv import ConvEncoder, ConvTransposeDecoder
 from lvm.encoders.mlp import MLPDecoder, MLPEncoder  # noqa: E402  (register themselves)
-from lvm.encoders.registry import (
-    ACTIVATIONS,
-    DECODERS,
-    ENCODERS,
-    create_decoder,
-    create_encoder,
-    list_decoders,
-    list_encoders,
-    register_decoder,
-    register_encoder,
-)
+from lvm.encoders.registry import *  # noqa: F403  (the registry's functions, listed in its __all__)
 
-__all__ = [
-    "ACTIVATIONS",
-    "DECODERS",
-    "ENCODERS",
-    "ConvEncoder",
-    "ConvTransposeDecoder",
-    "MLPDecoder",
-    "MLPEncoder",
-    "create_decoder",
-    "create_encoder",
-    "list_decoders",
-    "list_encoders",
-    "register_decoder",
-    "register_encoder",
-]
+__all__ = ["ConvEncoder", "ConvTransposeDecoder", "MLPDecoder", "MLPEncoder", *registry.__all__]  # noqa: PLE0604
