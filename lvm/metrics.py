@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
 from torchmetrics import Metric
@@ -44,7 +42,3 @@ class MeanWithStdErr(Metric):
         stderr = torch.where(n > 1, (var / n.clamp_min(1)).sqrt(), torch.zeros_like(var))
         return mean, stderr, n
 
-
-def bits_per_dim(nats: float, num_dims: int) -> float:
-    """Convert a negative log-likelihood in nats per datapoint to bits per dimension."""
-    return nats / (num_dims * math.log(2))
