@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from lvm.likelihoods import Gaussian, create_likelihood, list_likelihoods, register_likelihood
-from lvm.registry import PluginError, Registry, UnknownNameError
+from lvm.registry import PluginError, Registry, UnknownNameError, require_plugins
 
 GROUP = "lvm.encoders"
 
@@ -128,6 +128,15 @@ def test_empty_name_is_refused(reg: Registry, bad: str | None) -> None:
 
 def test_create_passes_kwargs(reg: Registry) -> None:
     assert reg.create("mlp", width=3).width == 3
+
+
+def test_create_takes_a_name_or_a_dict_spec(reg: Registry) -> None:
+    assert reg.create({"name": "mlp", "width": 3}).width == 3
+    assert reg.create({"name": "mlp", "width": 3}, width=5).width == 5  # keyword arguments win
+    with pytest.raises(ValueError, match=r"encoder spec needs a 'name' key; got \{'width': 3\}"):
+        reg.create({"width": 3})
+    with pytest.raises(ValueError, match="a name or a dict with a 'name' key; got 7"):
+        reg.create(7)  # type: ignore[arg-type]
 
 
 def test_create_likelihood_from_dict_spec() -> None:
@@ -257,3 +266,24 @@ def test_registering_a_plugin_name_replaces_the_lazy_entry(
     assert reg.get("late") is Conv  # no PluginError from the unimportable entry point
     reg.remove("late")
     assert "late" not in reg.names()
+
+
+def test_distributions_name_plugin_parts_and_require_plugins_says_what_to_install(
+    reg: Registry, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    info = tmp_path / "lvm_laplace-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: lvm-laplace\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(f"[{GROUP}]\nlaplace = nowhere:Laplace\n")
+    use_entry_points(monkeypatch, reg, *PathDistribution(info).entry_points)
+    spec = {"name": "mlp", "parts": [{"name": "conv"}, {"name": "x", "parts": ["laplace"]}]}
+    assert reg.distributions(spec) == {"laplace": "lvm-laplace"}
+    assert reg.distributions("mlp") == {}
+    with pytest.raises(
+        UnknownNameError, match=r"plugin 'gone' from distribution 'lvm-gone'.*pip install lvm-gone"
+    ):
+        with require_plugins({"gone": "lvm-gone"}):
+            reg.get("gone")
+    with pytest.raises(UnknownNameError) as err, require_plugins({"gone": "lvm-gone"}):
+        reg.get("other")
+    assert "pip install" not in str(err.value) and err.value.name == "other"
