@@ -41,4 +41,3 @@ class MeanWithStdErr(Metric):
         var = (self.total_sq - n * mean * mean).clamp_min(0) / (n - 1).clamp_min(1)
         stderr = torch.where(n > 1, (var / n.clamp_min(1)).sqrt(), torch.zeros_like(var))
         return mean, stderr, n
-
