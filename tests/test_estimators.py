@@ -94,7 +94,7 @@ def ppca(d: int = 6, latent: int = 2, s: float = 0.5, n: int = 200, seed: int = 
 
 
 def two_d_model(likelihood: str, d: int, seed: int = 0) -> LatentVariableModel:
-    """Seed 000's decoder, a 2-128-128 ELU MLP with random weights, over a 2-D latent."""
+    """A 2-128-128 ELU MLP decoder with random weights, over a 2-D latent."""
     torch.manual_seed(seed)
     lik = Bernoulli((d,)) if likelihood == "bernoulli" else Gamma((d,))
     decoder = MLPDecoder(2, lik.raw_size, hidden=(128, 128), activation="elu")
@@ -205,7 +205,7 @@ def test_elbo_equals_closed_form_and_monte_carlo_kl() -> None:
     assert mc.ess is None and analytic.nll.equal(-analytic.log_px)
 
 
-# -- (b) seed 000: 2-D latent, Bernoulli decoder; (c) Gamma decoder ---------------------------------
+# -- (b) 2-D latent, Bernoulli decoder; (c) Gamma decoder ---------------------------------
 @pytest.fixture(scope="module", params=[("bernoulli", 24), ("gamma", 8)], ids=["bernoulli", "gamma"])
 def quadrature_case(request: pytest.FixtureRequest) -> dict[str, Any]:
     name, d = request.param

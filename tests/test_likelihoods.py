@@ -230,7 +230,7 @@ def test_bernoulli_confident_logits_are_finite_in_float32() -> None:
 
 
 def test_bernoulli_sum_of_logs_does_not_underflow() -> None:
-    """Seed 000: the product of 784 probabilities 0.8 is 0 in float32; the sum of logs is not."""
+    """The product of 784 probabilities 0.8 is 0 in float32; the sum of logs is not."""
     d = 784
     p = torch.full((1, d), 0.8)
     assert torch.prod(p) == 0  # the underflow the likelihood must avoid
