@@ -9,6 +9,7 @@ from lvm.encoders import (
     register_encoder,
 )
 from lvm.estimators import create_estimator, list_estimators, register_estimator
+from lvm.evaluate import ComparisonRow, compare_estimators
 from lvm.likelihoods import (
     Likelihood,
     ParamSpec,
@@ -35,11 +36,13 @@ def __getattr__(name: str) -> object:
 __all__ = [
     "VAE",
     "Bound",
+    "ComparisonRow",
     "LatentVariableModel",
     "Likelihood",
     "ParamSpec",
     "PluginError",
     "UnknownNameError",
+    "compare_estimators",
     "create_decoder",
     "create_encoder",
     "create_estimator",
