@@ -41,8 +41,13 @@ def _specs(text: str) -> list[Spec]:
         return [n.strip() for n in text.split(",") if n.strip()]
     import yaml
 
-    specs = yaml.safe_load(text)
-    if not all(isinstance(s, str) or (isinstance(s, dict) and "name" in s) for s in specs):
+    try:
+        specs = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise argparse.ArgumentTypeError(f"not a YAML list of estimators: {text!r}") from err
+    if not isinstance(specs, list) or not all(
+        isinstance(s, str) or (isinstance(s, dict) and "name" in s) for s in specs
+    ):
         raise argparse.ArgumentTypeError(
             f"each estimator must be a name or a {{name: ...}} mapping; got {text!r}"
         )

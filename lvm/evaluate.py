@@ -64,9 +64,9 @@ class ComparisonRow:
         mean_mc_stderr: Mean over datapoints of each estimate's own Monte Carlo standard error
             (``Estimate.mc_stderr``), or None if the estimator does not report it.
         mean_ess: Mean effective sample size of the importance weights, or None.
-        max_pareto_k: Largest Pareto shape k of the weights' tail over datapoints (NaNs
-            ignored), or None.
-        share_k_over_0_7: Share of datapoints with k > 0.7, or None.
+        max_pareto_k: Largest Pareto shape k of the weights' tail over datapoints, or None
+            if the estimator reports none (NaN, too few weights to fit, is ignored).
+        share_k_over_0_7: Share of the N datapoints with k > 0.7, or None like ``max_pareto_k``.
         seconds: Estimation time (the slowest process's, under DDP), data transfer excluded.
         datapoints_per_s: N / seconds.
         num_datapoints: N.
@@ -109,7 +109,7 @@ def spec_label(spec: Spec) -> str:
     """``"importance"`` for a name, ``"importance(proposal=prior)"`` for a spec with options."""
     if isinstance(spec, str):
         return spec
-    options = {k: v for k, v in spec.items() if k not in ("name", "num_samples", "chunk_size")}
+    options = {k: v for k, v in spec.items() if k not in ("name", "num_samples")}
     inner = ",".join(f"{k}={v}" for k, v in options.items())
     return f"{spec.get('name')}({inner})" if inner else str(spec.get("name"))
 
@@ -186,7 +186,9 @@ def _test_data(data: Tensor | L.LightningDataModule, index: Tensor | None) -> tu
 
 def _prepare(dm: L.LightningDataModule) -> None:
     """``prepare_data`` on rank 0 (downloads, file checks), then a barrier, as Lightning does."""
-    world, rank = _dist()
+    from lvm.data.loader import dist_info  # lazily: lvm.data imports Lightning
+
+    world, rank = dist_info()
     if rank == 0:
         dm.prepare_data()
     if world > 1:
@@ -205,13 +207,6 @@ def _collect(loader: Iterable[Any], name: str) -> tuple[Tensor, Tensor]:
     if n == 0:
         raise ValueError(f"the {name} is empty")
     return torch.cat(xs), torch.cat(idx).to(torch.int64)
-
-
-def _dist() -> tuple[int, int]:
-    """(world size, rank) of ``torch.distributed``, (1, 0) when it is not initialised."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_world_size(), torch.distributed.get_rank()
-    return 1, 0
 
 
 def _as_model(model: Any) -> LatentVariableModel:
@@ -284,7 +279,9 @@ def compare_estimators(
     if limit is not None:
         x, idx = x[:limit], idx[:limit]
     check_data(x, lvm_model, source, idx)
-    world, rank = _dist()
+    from lvm.data.loader import dist_info
+
+    world, rank = dist_info()
     device = next(lvm_model.parameters()).device
     batches = [
         (b.to(device), i.to(device))
@@ -376,7 +373,7 @@ def _row(label: str, k: int, shards: list[dict[str, Any]], num_dims: int) -> Com
     mean = float(v.mean())
     stderr = float(v.std() / math.sqrt(n)) if n > 1 else 0.0  # as lvm.metrics.MeanWithStdErr
     seconds = max(s["seconds"] for s in shards)
-    finite_k = None if k_hat is None else k_hat[~k_hat.isnan()]
+    finite_k = torch.zeros(0) if k_hat is None else k_hat[~k_hat.isnan()]  # NaN: too few weights to fit
     points = Datapoints(index[order], log_px, joined("mc_stderr"), k_hat, joined("ess"))
     return ComparisonRow(
         estimator=label,
@@ -385,8 +382,10 @@ def _row(label: str, k: int, shards: list[dict[str, Any]], num_dims: int) -> Com
         stderr=stderr,
         mean_mc_stderr=_mean(points.mc_stderr),
         mean_ess=_mean(points.ess),
-        max_pareto_k=float(finite_k.max()) if finite_k is not None and finite_k.numel() else None,
-        share_k_over_0_7=None if k_hat is None else float((k_hat > PARETO_K_THRESHOLD).double().mean()),
+        max_pareto_k=float(finite_k.max()) if finite_k.numel() else None,
+        share_k_over_0_7=None
+        if not finite_k.numel()
+        else float((k_hat > PARETO_K_THRESHOLD).double().mean()),
         seconds=seconds,
         datapoints_per_s=n / seconds if seconds > 0 else math.inf,
         num_datapoints=n,

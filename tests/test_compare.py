@@ -109,7 +109,7 @@ def test_rows_are_the_statistics_of_the_per_datapoint_estimates() -> None:
         mc = getattr(direct, "mc_stderr", None)  # reported once Estimate carries it
         assert (r.mean_mc_stderr is None) == (mc is None)
         if mc is not None:
-            assert r.mean_mc_stderr == pytest.approx(mc.double().mean().item(), rel=1e-5)
+            assert r.mean_mc_stderr == pytest.approx(mc.double().mean().item(), rel=1e-5, nan_ok=True)
     table = format_table(rows).splitlines()
     assert table[0].split()[:5] == ["estimator", "K", "mean", "log", "p(x)"]
     for line, r in zip(table[2:], rows):
@@ -187,13 +187,15 @@ class Diagnosed(Estimate):
 
 
 class PlantedTail(Estimator):
-    """log p-hat = -index, MC SE = K^-1/2, and Pareto k = index / 10 when K >= 10, else 0.1."""
+    """log p-hat = -index, MC SE = K^-1/2; Pareto k = index / 10 for K >= 10, 0.1 for K >= 4, else NaN."""
 
     name: ClassVar[str] = "planted"
 
     def _estimate(self, model: LatentVariableModel, x: Tensor, index: Tensor | None, seed: int) -> Estimate:
         assert index is not None
         k = index.float() / 10 if self.num_samples >= 10 else torch.full_like(index, 0.1, dtype=torch.float32)
+        if self.num_samples < 4:
+            k = torch.full_like(k, math.nan)  # too few weights to fit a tail
         mc = torch.full_like(k, self.num_samples**-0.5)
         return Diagnosed(-index.float(), self.num_samples, mc_stderr=mc, pareto_k=k)
 
@@ -206,20 +208,25 @@ def planted() -> None:
 
 
 def test_mc_stderr_pareto_k_and_the_warning_line(planted: None) -> None:
-    rows = compare_estimators(
-        binary_model(), binary_data(10), ["elbo", "planted"], [4, 10, 100], batch_size=4
-    )
-    assert [r.max_pareto_k for r in rows[3:]] == [pytest.approx(0.1), pytest.approx(0.9), pytest.approx(0.9)]
-    assert [r.share_k_over_0_7 for r in rows[3:]] == [0.0, 0.2, 0.2]  # index 8 and 9 of 0..9
-    assert [r.mean_mc_stderr for r in rows[3:]] == [pytest.approx(k**-0.5) for k in (4, 10, 100)]
-    assert rows[4].mean_log_px == pytest.approx(-4.5)
-    assert rows[4].datapoints.pareto_k.tolist() == pytest.approx([i / 10 for i in range(10)])
+    ks = (2, 4, 10, 100)
+    rows = compare_estimators(binary_model(), binary_data(10), ["elbo", "planted"], ks, batch_size=4)[4:]
+    assert [r.max_pareto_k for r in rows] == [
+        None,
+        pytest.approx(0.1),
+        pytest.approx(0.9),
+        pytest.approx(0.9),
+    ]
+    assert [r.share_k_over_0_7 for r in rows] == [None, 0.0, 0.2, 0.2]  # index 8 and 9 of 0..9
+    assert [r.mean_mc_stderr for r in rows] == [pytest.approx(k**-0.5) for k in ks]
+    assert rows[2].mean_log_px == pytest.approx(-4.5)
+    assert rows[2].datapoints.pareto_k.tolist() == pytest.approx([i / 10 for i in range(10)])
     warning = tail_warning(rows)
     assert warning is not None and "\n" not in warning
     assert warning.startswith("warning: Pareto k > 0.7 for some datapoints in planted K=10, planted K=100:")
-    assert tail_warning(rows[:4]) is None
-    line = format_table(rows).splitlines()[6].split()
-    assert line[:2] == ["planted", "10"] and line[4:8] == ["0.316", "-", "0.900", "20%"]  # no ESS reported
+    assert tail_warning(rows[:2]) is None
+    table = [line.split() for line in format_table(rows).splitlines()[2:]]
+    assert table[0][:2] == ["planted", "2"] and table[0][4:8] == ["0.707", "-", "-", "-"]  # no ESS, no k
+    assert table[2][:2] == ["planted", "10"] and table[2][4:8] == ["0.316", "-", "0.900", "20%"]
 
 
 @pytest.mark.parametrize(("width", "warned"), [(0.5, True), (1.3, False)])
@@ -324,6 +331,20 @@ def test_checkpoints_without_the_record_need_the_data_named(
     assert "'lvm.vae.VAE' is not a LightningDataModule class" in capsys.readouterr().err
     assert main([*argv[:2], "--estimators", "importanse"]) == 2
     assert "Did you mean 'importance'" in capsys.readouterr().err
+
+
+def test_estimator_specs_from_the_command_line(
+    checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["--ckpt", str(checkpoint), "--num-samples", "6", "--no-progress", "--device", "cpu"]
+    specs = "[importance, {name: importance, chunk_size: 4}]"
+    assert main([*argv, "--estimators", specs, "--out", str(tmp_path)]) == 0
+    rows = json.loads((tmp_path / "compare.json").read_text())["rows"]
+    assert [r["estimator"] for r in rows] == ["importance", "importance(chunk_size=4)"]
+    assert rows[1]["mean_log_px"] == pytest.approx(rows[0]["mean_log_px"], abs=1e-5)  # chunk-invariant
+    with pytest.raises(SystemExit):
+        main([*argv, "--estimators", "[importance, {chunk_size: 4}]"])
+    assert "each estimator must be a name or a {name: ...} mapping" in capsys.readouterr().err
 
 
 @pytest.mark.slow  # about 12 s: three processes start torch and Lightning
