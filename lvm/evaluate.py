@@ -374,6 +374,7 @@ def _row(label: str, k: int, shards: list[dict[str, Any]], num_dims: int) -> Com
     stderr = float(v.std() / math.sqrt(n)) if n > 1 else 0.0  # as lvm.metrics.MeanWithStdErr
     seconds = max(s["seconds"] for s in shards)
     finite_k = torch.zeros(0) if k_hat is None else k_hat[~k_hat.isnan()]  # NaN: too few weights to fit
+    share = float((k_hat > PARETO_K_THRESHOLD).double().mean()) if finite_k.numel() else None
     points = Datapoints(index[order], log_px, joined("mc_stderr"), k_hat, joined("ess"))
     return ComparisonRow(
         estimator=label,
@@ -383,9 +384,7 @@ def _row(label: str, k: int, shards: list[dict[str, Any]], num_dims: int) -> Com
         mean_mc_stderr=_mean(points.mc_stderr),
         mean_ess=_mean(points.ess),
         max_pareto_k=float(finite_k.max()) if finite_k.numel() else None,
-        share_k_over_0_7=None
-        if not finite_k.numel()
-        else float((k_hat > PARETO_K_THRESHOLD).double().mean()),
+        share_k_over_0_7=share,
         seconds=seconds,
         datapoints_per_s=n / seconds if seconds > 0 else math.inf,
         num_datapoints=n,
