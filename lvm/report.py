@@ -101,7 +101,7 @@ def write_report(
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "compare.json", "csv": out / "compare.csv", "png": out / "compare.png"}
     dicts = [r.to_dict(per_datapoint) for r in rows]
-    paths["json"].write_text(json.dumps({**meta, "rows": dicts}, indent=1) + "\n")
+    paths["json"].write_text(json.dumps({**meta, "rows": dicts}, indent=1, default=str) + "\n")
     with paths["csv"].open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=[*COLUMNS, *EXTRA_COLUMNS], extrasaction="ignore")
         writer.writeheader()
