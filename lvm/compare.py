@@ -15,7 +15,6 @@ import torch
 
 from lvm.checkpoint import DATAMODULE_KEY
 from lvm.estimators import create_estimator, list_estimators
-from lvm.estimators.allocator import keep_freed_memory
 from lvm.evaluate import ComparisonRow, Spec, compare_estimators
 from lvm.registry import PluginError
 from lvm.report import COLUMNS, EXTRA_COLUMNS, format_table, tail_warning, write_report
@@ -149,7 +148,7 @@ def _data_class(name: str) -> type:
     import lvm.data
 
     if name in lvm.data.DATAMODULES:
-        return lvm.data.DATAMODULES[name]
+        return lvm.data.DATAMODULES.get(name)
     module, _, attr = name.rpartition(".")
     if not module:
         raise ValueError(
@@ -265,7 +264,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, device: str) -> int:
-    keep_freed_memory()  # the process's entry point: chunked estimators reuse freed blocks
     for spec in args.estimators:
         create_estimator(spec)  # fail on an unknown name before loading anything
     vae, ckpt = _read_checkpoint(args.ckpt, device)
