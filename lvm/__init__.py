@@ -9,7 +9,7 @@ from lvm.encoders import (
     register_encoder,
 )
 from lvm.estimators import create_estimator, list_estimators, register_estimator
-from lvm.evaluate import ComparisonRow, compare_estimators
+from lvm.evaluate import compare_estimators
 from lvm.likelihoods import (
     Likelihood,
     ParamSpec,
@@ -20,6 +20,7 @@ from lvm.likelihoods import (
 from lvm.model import LatentVariableModel
 from lvm.objectives import Bound, elbo, iwae_bound
 from lvm.registry import PluginError, UnknownNameError
+from lvm.report import ComparisonRow
 
 __version__ = "0.1.0"
 

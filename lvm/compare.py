@@ -15,9 +15,9 @@ import torch
 
 from lvm.checkpoint import DATAMODULE_KEY
 from lvm.estimators import create_estimator, list_estimators
-from lvm.evaluate import ComparisonRow, Spec, compare_estimators
+from lvm.evaluate import Spec, compare_estimators
 from lvm.registry import PluginError
-from lvm.report import COLUMNS, EXTRA_COLUMNS, format_table, tail_warning, write_report
+from lvm.report import COLUMNS, EXTRA_COLUMNS, ComparisonRow, format_table, tail_warning, write_report
 
 __all__ = ["build_parser", "load_datamodule", "main"]
 

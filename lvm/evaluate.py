@@ -6,7 +6,6 @@ import math
 import sys
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -14,95 +13,14 @@ from torch import Tensor
 
 from lvm.estimators.registry import create_estimator
 from lvm.model import LatentVariableModel
+from lvm.report import PARETO_K_THRESHOLD, ComparisonRow, Datapoints
 
 if TYPE_CHECKING:
     import lightning as L
 
-__all__ = [
-    "PARETO_K_THRESHOLD",
-    "ComparisonRow",
-    "Datapoints",
-    "check_data",
-    "compare_estimators",
-    "spec_label",
-]
-
-#: Above this Pareto shape the importance weights' variance is effectively infinite and the MC
-#: standard error cannot be trusted (Vehtari et al., "Pareto smoothed importance sampling", section 3).
-PARETO_K_THRESHOLD = 0.7
+__all__ = ["check_data", "compare_estimators", "spec_label"]
 
 Spec = str | dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Datapoints:
-    """Per-datapoint values of one (estimator, K), ordered by dataset index; tensors (N,) on the CPU.
-
-    ``mc_stderr``, ``pareto_k`` and ``ess`` are None when the estimator does not report them.
-    """
-
-    index: Tensor
-    log_px: Tensor
-    mc_stderr: Tensor | None = None
-    pareto_k: Tensor | None = None
-    ess: Tensor | None = None
-
-    def to_dict(self) -> dict[str, list[float] | list[int] | None]:
-        """Plain lists (None for a value the estimator does not report), for JSON."""
-        return {f.name: None if (v := getattr(self, f.name)) is None else v.tolist() for f in fields(self)}
-
-
-@dataclass(frozen=True)
-class ComparisonRow:
-    """Dataset statistics of one estimator at one K; log p(x) in nats per datapoint.
-
-    Attributes:
-        estimator: The estimator's label (its name, with the spec's options if any).
-        K: Samples of z per datapoint.
-        mean_log_px: Mean over the N datapoints of the per-datapoint estimates.
-        stderr: Standard error of that mean across datapoints, s / sqrt(N) (0 for N = 1).
-        mean_mc_stderr: Mean over datapoints of each estimate's own Monte Carlo standard error
-            (``Estimate.mc_stderr``), or None if the estimator does not report it.
-        mean_ess: Mean effective sample size of the importance weights, or None.
-        max_pareto_k: Largest Pareto shape k of the weights' tail over datapoints, or None
-            if the estimator reports none (NaN, too few weights to fit, is ignored).
-        share_k_over_0_7: Share of the N datapoints with k > 0.7, or None like ``max_pareto_k``.
-        seconds: Estimation time (the slowest process's, under DDP), data transfer excluded.
-        datapoints_per_s: N / seconds.
-        num_datapoints: N.
-        mean_nll: -mean_log_px.
-        bits_per_dim: mean_nll / (D log 2), D values per datapoint.
-        mean_log_weight_var: Mean sample variance of the log weights, or None.
-        datapoints: The per-datapoint values.
-    """
-
-    estimator: str
-    K: int  # the symbol of the papers and of the table
-    mean_log_px: float
-    stderr: float
-    mean_mc_stderr: float | None
-    mean_ess: float | None
-    max_pareto_k: float | None
-    share_k_over_0_7: float | None
-    seconds: float
-    datapoints_per_s: float
-    num_datapoints: int
-    mean_nll: float
-    bits_per_dim: float
-    mean_log_weight_var: float | None
-    datapoints: Datapoints = field(repr=False, compare=False)
-
-    def to_dict(self, per_datapoint: bool = False) -> dict[str, Any]:
-        """The statistics as a dict, with the per-datapoint lists under ``"datapoints"`` if asked."""
-        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "datapoints"}
-        if per_datapoint:
-            out["datapoints"] = self.datapoints.to_dict()
-        return out
-
-    @property
-    def heavy_tailed(self) -> bool:
-        """Whether any datapoint's weights have k > 0.7 (the MC standard error is not to be trusted)."""
-        return bool(self.share_k_over_0_7)
 
 
 def spec_label(spec: Spec) -> str:
