@@ -157,10 +157,11 @@ def compare_estimators(
     processes. Under ``torch.distributed`` rank r of W evaluates datapoints r, r + W, ... and
     the per-datapoint values are gathered, so every rank returns the rows one process would
     (up to timings). The standard error across datapoints measures how much the dataset mean
-    would vary with other test data; the MC standard error (Burda et al. 2016's importance
-    weights, delta method) how much each datapoint's own estimate would vary with other draws
-    of z, trustworthy only where the Pareto k of the weights is at most 0.7 (Vehtari et al.,
-    "Pareto smoothed importance sampling").
+    would vary with other test data; the MC standard error (``Estimate.mc_stderr``, the delta
+    method on the normalised weights) how much each datapoint's own estimate would vary with
+    other draws of z, trustworthy only where the Pareto k of the weights is at most 0.7
+    (Vehtari et al., "Pareto smoothed importance sampling"). Values an estimator does not
+    report (``Estimate`` fields that are None or absent) are None in the rows.
 
     Args:
         model: A :class:`~lvm.model.LatentVariableModel` or a ``VAE`` (its ``model`` is used);
