@@ -9,6 +9,7 @@ from lvm.encoders import (
     register_encoder,
 )
 from lvm.estimators import create_estimator, list_estimators, register_estimator
+from lvm.evaluate import compare_estimators
 from lvm.likelihoods import (
     Likelihood,
     ParamSpec,
@@ -19,6 +20,7 @@ from lvm.likelihoods import (
 from lvm.model import LatentVariableModel
 from lvm.objectives import Bound, elbo, iwae_bound
 from lvm.registry import PluginError, UnknownNameError
+from lvm.report import ComparisonRow
 
 __version__ = "0.1.0"
 
@@ -35,11 +37,13 @@ def __getattr__(name: str) -> object:
 __all__ = [
     "VAE",
     "Bound",
+    "ComparisonRow",
     "LatentVariableModel",
     "Likelihood",
     "ParamSpec",
     "PluginError",
     "UnknownNameError",
+    "compare_estimators",
     "create_decoder",
     "create_encoder",
     "create_estimator",

@@ -15,7 +15,17 @@ from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.fabric.utilities.types import _PATH
 from torch import Tensor
 
-__all__ = ["AtomicCheckpointIO", "rng_state", "set_rng_state", "with_atomic_checkpoints"]
+__all__ = [
+    "DATAMODULE_KEY",
+    "AtomicCheckpointIO",
+    "record_datamodule",
+    "rng_state",
+    "set_rng_state",
+    "with_atomic_checkpoints",
+]
+
+#: Checkpoint key of the data module's ``{"class_path": ..., "init_args": {...}}`` (read by ``lvm compare``).
+DATAMODULE_KEY = "lvm_datamodule"
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -76,6 +86,24 @@ def with_atomic_checkpoints(plugins: Any) -> list[Any]:
     if not any(isinstance(p, CheckpointIO) for p in plugins):
         plugins.append(AtomicCheckpointIO())
     return plugins
+
+
+def record_datamodule(checkpoint: dict[str, Any], trainer: Any) -> None:
+    """Store the trainer's data module as ``{"class_path", "init_args"}`` under :data:`DATAMODULE_KEY`.
+
+    The init arguments are the data module's saved hyperparameters (``save_hyperparameters``),
+    as LightningCLI's ``class_path`` / ``init_args``, so ``lvm compare`` rebuilds exactly the
+    data the model was trained on. Nothing is stored without a data module.
+    """
+    dm = getattr(trainer, "datamodule", None)
+    if dm is None:
+        return
+    cls = type(dm)
+    init_args = dict(getattr(dm, "hparams", None) or {})
+    checkpoint[DATAMODULE_KEY] = {
+        "class_path": f"{cls.__module__}.{cls.__qualname__}",
+        "init_args": init_args,
+    }
 
 
 def rng_state(device: torch.device) -> dict[str, Tensor]:

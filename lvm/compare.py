@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import inspect
 import os
 import pickle
 import sys
@@ -14,19 +13,13 @@ from typing import Any
 
 import torch
 
+from lvm.checkpoint import DATAMODULE_KEY
 from lvm.estimators import create_estimator, list_estimators
-from lvm.estimators.comparison import (
-    COLUMNS,
-    EXTRA_COLUMNS,
-    collect,
-    format_table,
-    plot_rows,
-    run_comparison,
-    write_outputs,
-)
+from lvm.evaluate import Spec, compare_estimators
 from lvm.registry import PluginError
+from lvm.report import COLUMNS, EXTRA_COLUMNS, ComparisonRow, format_table, tail_warning, write_report
 
-__all__ = ["COLUMNS", "build_parser", "format_table", "main", "plot_rows", "run_comparison", "write_outputs"]
+__all__ = ["build_parser", "load_datamodule", "main"]
 
 
 def _int_list(text: str) -> list[int]:
@@ -41,17 +34,41 @@ def _int_list(text: str) -> list[int]:
     return values
 
 
+def _specs(text: str) -> list[Spec]:
+    """``"elbo,importance"``, or a YAML list such as ``"[elbo, {name: importance, chunk_size: 50}]"``."""
+    if not text.lstrip().startswith("["):
+        return [n.strip() for n in text.split(",") if n.strip()]
+    import yaml
+
+    try:
+        specs = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise argparse.ArgumentTypeError(f"not a YAML list of estimators: {text!r}") from err
+    if not isinstance(specs, list) or not all(
+        isinstance(s, str) or (isinstance(s, dict) and "name" in s) for s in specs
+    ):
+        raise argparse.ArgumentTypeError(
+            f"each estimator must be a name or a {{name: ...}} mapping; got {text!r}"
+        )
+    return specs
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lvm compare",
         description="Estimate log p(x) on the test set of a trained checkpoint with several estimators and "
-        "numbers of samples K; print a table, write compare.json, compare.csv and compare.png.",
+        "numbers of samples K; print a table (mean log p(x), its standard error across datapoints, the "
+        "mean Monte Carlo standard error of each datapoint's estimate, ESS, Pareto k of the importance "
+        "weights), write compare.json, compare.csv and compare.png. Runs under torchrun (each process "
+        "evaluates every W-th datapoint; rank 0 prints and writes).",
     )
     parser.add_argument("--ckpt", required=True, type=Path, help="Lightning checkpoint of an lvm VAE.")
     parser.add_argument(
         "--estimators",
         default="elbo,importance,prior",
-        help=f"comma-separated estimator names (known: {', '.join(list_estimators())}).",
+        type=_specs,
+        help=f"comma-separated estimator names (known: {', '.join(list_estimators())}), or a YAML list "
+        "of names and {name: ..., <options>} specs.",
     )
     parser.add_argument(
         "--num-samples",
@@ -65,14 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         default=None,
         help="YAML with a 'data:' section as in LightningCLI configs (class_path, init_args). "
-        "Default: config.yaml beside the checkpoint (or up to two folders above), else the "
-        "data module hyperparameters saved in the checkpoint.",
+        "Default: the data module recorded in the checkpoint by lvm fit.",
     )
     parser.add_argument(
         "--data-class",
         default=None,
-        help="data module class (e.g. lvm.data.MNISTDataModule or 'mnist') to build from the "
-        "hyperparameters saved in the checkpoint, when they do not identify it.",
+        help="for checkpoints that do not record their data module: its class (e.g. 'mnist' or "
+        "lvm.data.MNISTDataModule), built from the data hyperparameters saved in the checkpoint.",
     )
     parser.add_argument(
         "--batch-size", type=int, default=100, help="datapoints per estimator call (default 100)."
@@ -89,6 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--bits-per-dim", action="store_true", help="add NLL in bits per dimension to the table."
     )
     parser.add_argument(
+        "--per-datapoint",
+        action="store_true",
+        help="also write each datapoint's index, log p(x), MC SE, Pareto k and ESS (JSON rows and "
+        "compare_datapoints.csv).",
+    )
+    parser.add_argument(
         "--wandb",
         action="store_true",
         help="also log the table and plot to W&B (mode $WANDB_MODE, default offline).",
@@ -98,41 +120,54 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def load_vae(path: Path, device: str) -> Any:
-    """``VAE.load_from_checkpoint`` with ``weights_only=True``, else (with a warning) a full unpickle."""
+def _read_checkpoint(path: Path, device: str) -> tuple[Any, dict[str, Any]]:
+    """(the VAE, the checkpoint dict); ``weights_only=True`` unless the file needs more (with a warning)."""
     from lvm.vae import VAE
 
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     try:
-        return VAE.load_from_checkpoint(path, map_location=device, weights_only=True)
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        trusted = True
     except pickle.UnpicklingError as err:
         print(
             f"lvm compare: warning: {path} holds objects beyond tensors and plain values ({err}); "
             f"loading it with full unpickling, so only do this for checkpoints you trust",
             file=sys.stderr,
         )
-        return VAE.load_from_checkpoint(path, map_location=device, weights_only=False)
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        trusted = False
+    vae = VAE.load_from_checkpoint(path, map_location=device, weights_only=trusted)
+    return vae, ckpt
 
 
 def _data_class(name: str) -> type:
+    """A data module class from a registered name or a dotted path."""
+    import lightning as L
+
     import lvm.data
 
     if name in lvm.data.DATAMODULES:
         return lvm.data.DATAMODULES.get(name)
-    if "." not in name:
-        if hasattr(lvm.data, name):
-            return getattr(lvm.data, name)
+    module, _, attr = name.rpartition(".")
+    if not module:
         raise ValueError(
             f"unknown data module {name!r}; known: {', '.join(lvm.data.DATAMODULES)} or a dotted path"
         )
-    module, _, attr = name.rpartition(".")
-    return getattr(importlib.import_module(module), attr)
+    try:
+        cls = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as err:
+        raise ValueError(f"cannot import data module {name!r}: {err}") from err
+    if not (isinstance(cls, type) and issubclass(cls, L.LightningDataModule)):
+        raise ValueError(f"{name!r} is not a LightningDataModule class")
+    return cls
 
 
 def _read_data_spec(path: Path) -> dict[str, Any]:
     import yaml
 
+    if not path.is_file():
+        raise FileNotFoundError(f"data config {path} does not exist")
     cfg = yaml.safe_load(path.read_text()) or {}
     spec = cfg.get("data", cfg) if isinstance(cfg, dict) else None
     if isinstance(spec, str):
@@ -144,65 +179,60 @@ def _read_data_spec(path: Path) -> dict[str, Any]:
     return spec
 
 
-def _saved_data_hparams(path: Path) -> dict[str, Any] | None:
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        return None
-    hp = ckpt.get("datamodule_hyper_parameters")
-    return dict(hp) if hp else None
+def load_datamodule(
+    ckpt: dict[str, Any], data_config: Path | None = None, data_class: str | None = None
+) -> tuple[Any, dict[str, Any]]:
+    """The data module a checkpoint was trained with, and the spec it was built from.
 
+    In order: ``data_config`` (a LightningCLI-style ``data:`` section); the class path and init
+    arguments that ``lvm fit`` records in the checkpoint; ``data_class`` with the data module
+    hyperparameters Lightning saves in the checkpoint (for checkpoints written before the record).
 
-def _matching_classes(hparams: dict[str, Any]) -> list[type]:
-    """Registered data modules whose ``__init__`` takes exactly these keyword arguments."""
-    import lvm.data
-
-    found = []
-    for cls in map(lvm.data.DATAMODULES.get, lvm.data.DATAMODULES):
-        params = inspect.signature(cls.__init__).parameters
-        required = {
-            n
-            for n, p in params.items()
-            if n != "self"
-            and p.default is inspect.Parameter.empty
-            and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
-        }
-        if set(hparams) <= set(params) and required <= set(hparams):
-            found.append(cls)
-    return found
-
-
-def load_datamodule(args: argparse.Namespace) -> Any:
-    """The data module from --data-config, a config.yaml beside the checkpoint, or the checkpoint itself."""
-    if args.data_config is not None:
-        spec = _read_data_spec(args.data_config)
+    Raises:
+        ValueError: when none of these applies, or the class cannot be built from the arguments.
+    """
+    if data_config is not None:
+        spec = _read_data_spec(data_config)
+    elif ckpt.get(DATAMODULE_KEY):
+        spec = ckpt[DATAMODULE_KEY]
+    elif data_class is not None:
+        spec = {"class_path": data_class, "init_args": dict(ckpt.get("datamodule_hyper_parameters") or {})}
     else:
-        spec = None
-        if args.data_class is None:
-            ckpt_dir = args.ckpt.resolve().parent
-            for folder in (ckpt_dir, ckpt_dir.parent, ckpt_dir.parent.parent):
-                if (folder / "config.yaml").is_file():
-                    spec = _read_data_spec(folder / "config.yaml")
-                    print(f"lvm compare: data from {folder / 'config.yaml'}", file=sys.stderr)
-                    break
-        if spec is None:
-            hparams = _saved_data_hparams(args.ckpt)
-            classes = [_data_class(args.data_class)] if args.data_class else _matching_classes(hparams or {})
-            if hparams is None or len(classes) != 1:
-                raise ValueError(
-                    f"cannot tell which data to evaluate {args.ckpt} on: pass --data-config PATH (a YAML "
-                    f"with 'data: {{class_path: lvm.data.MNISTDataModule, init_args: {{...}}}}'), or "
-                    f"--data-class NAME to use the data hyperparameters saved in the checkpoint ({hparams!r}"
-                    + (f"; they fit {[c.__name__ for c in classes]}" if hparams and classes else "")
-                    + ")"
-                )
-            spec = {"class_path": classes[0], "init_args": hparams}
-    cls = spec["class_path"] if isinstance(spec["class_path"], type) else _data_class(str(spec["class_path"]))
-    return cls(**dict(spec.get("init_args") or {}))
+        raise ValueError(
+            "the checkpoint does not record its data module (it was saved before lvm recorded it, or "
+            "without a data module): pass --data-config PATH (a YAML with 'data: {class_path: "
+            "lvm.data.MNISTDataModule, init_args: {...}}') or --data-class NAME to build NAME from the "
+            f"data hyperparameters saved in the checkpoint ({ckpt.get('datamodule_hyper_parameters')!r})"
+        )
+    cls = _data_class(str(spec["class_path"]))
+    init_args = dict(spec.get("init_args") or {})
+    try:
+        return cls(**init_args), {
+            "class_path": f"{cls.__module__}.{cls.__qualname__}",
+            "init_args": init_args,
+        }
+    except TypeError as err:
+        raise ValueError(
+            f"cannot build {cls.__name__} from {init_args!r}: {err}; pass --data-config with its arguments"
+        ) from err
+
+
+def _setup_distributed(device: str | None) -> tuple[str, bool]:
+    """Join the torchrun process group if there is one; (this process's device, whether we joined)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    cuda = (device is None and torch.cuda.is_available()) or (device or "").startswith("cuda")
+    if world > 1 and not torch.distributed.is_initialized():
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        if cuda:
+            device = f"cuda:{local_rank}"
+            torch.cuda.set_device(device)
+        torch.distributed.init_process_group(backend="nccl" if cuda else "gloo")
+        return device or "cpu", True
+    return device or ("cuda" if cuda else "cpu"), False
 
 
 def _log_wandb(
-    rows: Sequence[dict[str, Any]], png: Path, out: Path, project: str, meta: dict[str, Any]
+    rows: Sequence[ComparisonRow], png: Path, out: Path, project: str, meta: dict[str, Any]
 ) -> None:
     import wandb
 
@@ -214,61 +244,65 @@ def _log_wandb(
         mode=os.environ.get("WANDB_MODE", "offline"),
     )
     columns = [*COLUMNS, *EXTRA_COLUMNS]
-    table = wandb.Table(columns=columns, data=[[r.get(c) for c in columns] for r in rows])
+    table = wandb.Table(columns=columns, data=[[getattr(r, c) for c in columns] for r in rows])
     run.log({"compare/table": table, "compare/plot": wandb.Image(str(png))})
     run.finish()
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run ``lvm compare``; returns the exit status (2 with a message for bad input)."""
+    """Run ``lvm compare``; returns the exit status (2 with a one-line message for bad input)."""
     args = build_parser().parse_args(argv)
+    device, joined = _setup_distributed(args.device)
     try:
-        return _run(args)
+        return _run(args, device)
     except (ValueError, FileNotFoundError, PluginError) as err:
         print(f"lvm compare: error: {err}", file=sys.stderr)
         return 2
+    finally:
+        if joined:
+            torch.distributed.destroy_process_group()
 
 
-def _run(args: argparse.Namespace) -> int:
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    names = [n.strip() for n in args.estimators.split(",") if n.strip()]
-    for n in names:
-        create_estimator(n)  # fail on an unknown name before loading anything
-    vae = load_vae(args.ckpt, device)
-    vae.eval()
-    dm = load_datamodule(args)
-    if hasattr(dm, "prepare_data"):
-        dm.prepare_data()
-    dm.setup("test")
-    x, _ = collect(dm.test_dataloader(), 1)
-    if tuple(x.shape[1:]) != tuple(vae.model.event_shape):
-        raise ValueError(
-            f"test datapoints have shape {tuple(x.shape[1:])}; the model expects "
-            f"{tuple(vae.model.event_shape)} (check the data module's flatten option)"
-        )
-    rows = run_comparison(
-        vae.model,
-        dm.test_dataloader(),
-        names,
+def _run(args: argparse.Namespace, device: str) -> int:
+    for spec in args.estimators:
+        create_estimator(spec)  # fail on an unknown name before loading anything
+    vae, ckpt = _read_checkpoint(args.ckpt, device)
+    dm, data_spec = load_datamodule(ckpt, args.data_config, args.data_class)
+    rows = compare_estimators(
+        vae,
+        dm,
+        args.estimators,
         args.num_samples,
-        args.seed,
+        seed=args.seed,
         limit=args.limit,
         batch_size=args.batch_size,
         chunk_size=args.chunk_size,
         progress=not args.no_progress,
     )
+    world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
+    if torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
+        return 0
     print(format_table(rows, bits_per_dim=args.bits_per_dim))
+    warning = tail_warning(rows)
+    if warning:
+        print(warning)
     out = args.out or args.ckpt.resolve().parent / "compare"
     meta = {
         "checkpoint": str(args.ckpt),
+        "data": data_spec,
         "seed": args.seed,
         "device": device,
+        "processes": world,
         "limit": args.limit,
         "batch_size": args.batch_size,
         "torch": torch.__version__,
     }
-    paths = write_outputs(rows, out, meta)
-    print(f"wrote {paths['json']}, {paths['csv']}, {paths['png']}", file=sys.stderr)
+    paths = write_report(rows, out, meta, per_datapoint=args.per_datapoint)
+    print(f"wrote {', '.join(str(p) for p in paths.values())}", file=sys.stderr)
     if args.wandb:
         _log_wandb(rows, paths["png"], out, args.wandb_project, meta)
     return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -9,7 +9,7 @@ import lightning as L
 import torch
 from torch import Tensor, nn
 
-from lvm.checkpoint import rng_state, set_rng_state
+from lvm.checkpoint import record_datamodule, rng_state, set_rng_state
 from lvm.metrics import MeanWithStdErr
 
 __all__ = ["EvaluatedModule"]
@@ -108,6 +108,7 @@ class EvaluatedModule(L.LightningModule):
     # -- checkpoints: the RNG state, so a resumed run draws what an uninterrupted one would ----
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["lvm_rng_state"] = rng_state(self.device)
+        record_datamodule(checkpoint, self._trainer)  # so that lvm compare rebuilds the same data
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self._resume_rng = checkpoint.get("lvm_rng_state")

@@ -3,23 +3,26 @@
 from __future__ import annotations
 
 import copy
-import json
 import math
 from importlib.metadata import EntryPoint
-from pathlib import Path
 from typing import Any, ClassVar
 
 import lightning as L
 import pytest
 import torch
 import torch.nn.functional as F
-import yaml
 from scipy import stats
 from torch import Tensor, nn
 from torch.distributions import MultivariateNormal
 
-from lvm import LatentVariableModel, UnknownNameError, create_estimator, list_estimators, register_estimator
-from lvm.compare import COLUMNS, format_table, main, run_comparison
+from lvm import (
+    LatentVariableModel,
+    UnknownNameError,
+    compare_estimators,
+    create_estimator,
+    list_estimators,
+    register_estimator,
+)
 from lvm.encoders.mlp import MLPDecoder
 from lvm.estimators import ESTIMATORS, Estimate, Estimator, LogMeanExp, normal_noise
 from lvm.estimators.noise import _GAMMA, _mix64_int
@@ -383,14 +386,8 @@ def test_registry_names_errors_and_custom_estimators() -> None:
     register_estimator("constant")(ConstantEstimator)
     try:
         model = two_d_model("bernoulli", 6)
-        rows = run_comparison(
-            model,
-            [{"x": sample_data(model, 4), "index": torch.arange(4)}],
-            ["constant"],
-            [1, 7],
-            progress=False,
-        )
-        assert [(r["estimator"], r["K"], r["mean_log_px"], r["mean_ess"]) for r in rows] == [
+        rows = compare_estimators(model, sample_data(model, 4), ["constant"], [1, 7])
+        assert [(r.estimator, r.K, r.mean_log_px, r.mean_ess) for r in rows] == [
             ("constant", 1, -1.5, None),
             ("constant", 7, -1.5, None),
         ]
@@ -411,123 +408,6 @@ def test_plugin_estimator_arrives_through_an_entry_point(monkeypatch: pytest.Mon
         ESTIMATORS.remove("ais_stub")
         monkeypatch.undo()
         ESTIMATORS.rescan()
-
-
-# -- lvm compare ---------------------------------------------------------------------------------------
-def test_run_comparison_rows() -> None:
-    model = two_d_model("bernoulli", 12)
-    x = sample_data(model, 10)
-    loader = [{"x": x[:6], "index": torch.arange(6)}, {"x": x[6:], "index": torch.arange(6, 10)}]
-    rows = run_comparison(
-        model, loader, ["elbo", "importance", "prior"], [1, 20], seed=0, limit=8, batch_size=3, progress=False
-    )
-    assert [(r["estimator"], r["K"]) for r in rows] == [
-        ("elbo", 1),
-        ("elbo", 20),
-        ("importance", 1),
-        ("importance", 20),
-        ("prior", 1),
-        ("prior", 20),
-    ]
-    for r in rows:
-        assert set(COLUMNS) <= set(r) and r["num_datapoints"] == 8
-        assert r["stderr"] > 0 and r["seconds"] > 0 and r["datapoints_per_s"] > 0
-        assert (r["mean_ess"] is None) == (r["estimator"] == "elbo")
-        assert r["mean_nll"] == -r["mean_log_px"]
-    ref = create_estimator("importance", num_samples=20).estimate(model, x[:8], index=torch.arange(8)).log_px
-    assert rows[3]["mean_log_px"] == pytest.approx(ref.double().mean().item(), abs=1e-5)
-    table = format_table(rows, bits_per_dim=True)
-    assert "mean log p(x)" in table.splitlines()[0] and "NLL bits/dim" in table.splitlines()[0]
-
-
-class TinyData(L.LightningDataModule):
-    """Test split only: ``n`` random binary datapoints of size ``d``."""
-
-    def __init__(self, n: int = 10, d: int = 8) -> None:
-        super().__init__()
-        self.x = (torch.rand(n, d, generator=torch.Generator().manual_seed(0)) < 0.3).float()
-
-    def test_dataloader(self) -> list[dict[str, Tensor]]:
-        return [{"x": x, "index": i} for x, i in zip(self.x.split(4), torch.arange(len(self.x)).split(4))]
-
-
-def test_compare_command_writes_table_json_csv_png(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from lvm import VAE
-
-    monkeypatch.setenv("WANDB_MODE", "disabled")
-
-    vae = VAE(
-        data_shape=[8],
-        latent_dim=2,
-        encoder={"name": "mlp", "hidden": [16]},
-        decoder={"name": "mlp", "hidden": [16]},
-    )
-    ckpt = tmp_path / "model.ckpt"
-    torch.save(
-        {
-            "state_dict": vae.state_dict(),
-            "hyper_parameters": dict(vae.hparams),
-            "pytorch-lightning_version": L.__version__,
-        },
-        ckpt,
-    )
-    cfg = tmp_path / "data.yaml"
-    cfg.write_text(yaml.safe_dump({"data": {"class_path": f"{__name__}.TinyData", "init_args": {"n": 10}}}))
-    argv = [
-        "--ckpt",
-        str(ckpt),
-        "--data-config",
-        str(cfg),
-        "--estimators",
-        "elbo,importance",
-        "--num-samples",
-        "1,5",
-        "--limit",
-        "6",
-        "--no-progress",
-        "--device",
-        "cpu",
-    ]
-    assert main([*argv, "--wandb"]) == 0
-    captured = capsys.readouterr()
-    assert "mean log p(x)" in captured.out and "datapoints/s" in captured.out
-    assert "unpickling" not in captured.err  # loaded with weights_only=True
-    saved = json.loads((tmp_path / "compare" / "compare.json").read_text())
-    assert len(saved["rows"]) == 4 and saved["rows"][0]["num_datapoints"] == 6
-    assert (tmp_path / "compare" / "compare.csv").read_text().startswith("estimator,K,mean_log_px,stderr")
-    assert (tmp_path / "compare" / "compare.png").stat().st_size > 1000
-    assert main([*argv[:4], "--estimators", "importanse"]) == 2
-    assert "Did you mean 'importance'" in capsys.readouterr().err
-    assert main(["--ckpt", str(ckpt)]) == 2
-    assert "pass --data-config" in capsys.readouterr().err
-
-
-def test_compare_finds_the_data_module_from_the_checkpoint(tmp_path: Path) -> None:
-    from lvm import VAE
-    from lvm.data import TabularDataModule
-
-    vae = VAE(data_shape=[3], latent_dim=2, encoder={"name": "mlp", "hidden": [8]},
-              decoder={"name": "mlp", "hidden": [8]}, likelihood="gaussian")  # fmt: skip
-    hparams = dict(TabularDataModule(n_train=20, n_val=0, n_test=12).hparams)
-    ckpt = tmp_path / "model.ckpt"
-    torch.save({"state_dict": vae.state_dict(), "hyper_parameters": dict(vae.hparams),
-                "datamodule_hyper_parameters": hparams, "pytorch-lightning_version": L.__version__}, ckpt)  # fmt: skip
-    argv = [
-        "--ckpt",
-        str(ckpt),
-        "--estimators",
-        "prior",
-        "--num-samples",
-        "3",
-        "--no-progress",
-        "--device",
-        "cpu",
-    ]
-    assert main([*argv, "--out", str(tmp_path / "out")]) == 0
-    rows = json.loads((tmp_path / "out" / "compare.json").read_text())["rows"]
-    assert [(r["estimator"], r["K"], r["num_datapoints"]) for r in rows] == [("prior", 3, 12)]
 
 
 def test_estimators_run_in_the_lightning_test_loop() -> None:
