@@ -18,7 +18,7 @@ from lvm.likelihoods import (
     register_likelihood,
 )
 from lvm.model import LatentVariableModel
-from lvm.objectives import Bound, elbo, iwae_bound
+from lvm.objectives import Bound, elbo, iwae_bound, prior_mc_bound
 from lvm.registry import PluginError, UnknownNameError
 from lvm.report import ComparisonRow
 
@@ -50,6 +50,7 @@ __all__ = [
     "create_likelihood",
     "elbo",
     "iwae_bound",
+    "prior_mc_bound",
     "list_decoders",
     "list_encoders",
     "list_estimators",

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["image_shape", "save_seed_figures", "seed_figures"]
+__all__ = ["image_shape", "save_seed_figures", "seed_figures", "upscale"]
 
 
 def image_shape(data_shape: Sequence[int]) -> tuple[int, int, int] | None:
@@ -60,13 +60,24 @@ def seed_figures(
     }
 
 
-def save_seed_figures(grids: dict[str, Tensor], out_dir: str) -> dict[str, str]:
-    """Write each grid as ``<out_dir>/<name>.png``; returns the paths."""
+def upscale(grid: Tensor, scale: int) -> Tensor:
+    """Each pixel of a (C, H, W) grid repeated ``scale`` x ``scale`` times (nearest neighbour), no blur."""
+    if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
+        raise ValueError(f"scale must be a positive integer; got {scale!r}")
+    return grid.repeat_interleave(scale, dim=-2).repeat_interleave(scale, dim=-1)
+
+
+def save_seed_figures(grids: dict[str, Tensor], out_dir: str, scale: int = 4) -> dict[str, str]:
+    """Write each grid as ``<out_dir>/<name>.png``, ``scale`` x upscaled so 28-pixel digits can be read.
+
+    A 5 x 5 grid of 28 x 28 images is 152 pixels wide; at the default scale 4 it is 608.
+    Returns the paths.
+    """
     from torchvision.utils import save_image
 
     os.makedirs(out_dir, exist_ok=True)
     paths = {}
     for name, g in grids.items():
         paths[name] = os.path.join(out_dir, f"{name}.png")
-        save_image(g, paths[name])
+        save_image(upscale(g, scale), paths[name])
     return paths

@@ -12,7 +12,7 @@ from torch import Tensor
 from lvm.model import LatentVariableModel
 from lvm.registry import Registry
 
-__all__ = ["OBJECTIVES", "Bound", "elbo", "iwae_bound"]
+__all__ = ["OBJECTIVES", "Bound", "elbo", "iwae_bound", "prior_mc_bound"]
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,28 @@ def iwae_bound(model: LatentVariableModel, x: Tensor, num_samples: int = 5, kl_w
     return Bound(value, log_px_z.mean(0), -log_ratio.mean(0), objective)
 
 
+def prior_mc_bound(
+    model: LatentVariableModel, x: Tensor, num_samples: int = 128, kl_weight: float = 1.0
+) -> Bound:
+    r"""Prior Monte Carlo bound log (1/K) sum_k p(x | z_k), z_k ~ p(z), trained directly.
+
+    The naive Monte Carlo estimate of p(x) = E_{p(z)}[p(x | z)] (Kingma & Welling 2014, sec. 2.1,
+    the estimator that the variational bound replaces), taken in log space with ``logsumexp``.
+    By Jensen's inequality its expectation is a lower bound on log p(x): it is the IWAE bound
+    (Burda et al. 2016, eq. 8) with the prior as proposal, so it needs no encoder, and its
+    gradient flows only through the decoder (z_k does not depend on the parameters). With few
+    samples and a peaked p(x | z) one z_k dominates each sum, which is why training stalls as the
+    latent space grows. ``reconstruction`` is the mean of log p(x | z_k), the ELBO with q = p(z),
+    and ``kl`` is 0 (q is the prior); ``kl_weight`` has nothing to weight and is ignored.
+    """
+    z = model.prior().sample((num_samples, x.shape[0]))  # (K, B, L)
+    log_px_z = model.observation(z).log_prob(x)  # (K, B)
+    value = torch.logsumexp(log_px_z, 0) - math.log(num_samples)
+    return Bound(value, log_px_z.mean(0), torch.zeros_like(value), value)
+
+
 #: Training objectives by name: ``fn(model, x, num_samples, kl_weight) -> Bound``.
 OBJECTIVES: Registry[Callable[..., Bound]] = Registry("objective", "lvm.objectives")
 OBJECTIVES.add("elbo", elbo)
 OBJECTIVES.add("iwae", iwae_bound)
+OBJECTIVES.add("prior_mc", prior_mc_bound)
