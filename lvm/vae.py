@@ -19,7 +19,7 @@ __all__ = ["VAE", "iwae_lr_factor"]
 
 _TERMS = ("elbo", "bound", "reconstruction", "kl")
 #: The estimator that computes an objective's bound in evaluation, with per-datapoint noise.
-_EVAL_BOUND = {"elbo": "elbo", "iwae": "importance"}
+_EVAL_BOUND = {"elbo": "elbo", "iwae": "importance", "prior_mc": "prior"}
 _SCHEDULES = ("constant", "iwae")
 
 
@@ -50,7 +50,7 @@ class VAE(EvaluatedModule):
         encoder: Encoder name or ``{"name": ..., **kwargs}`` (see ``lvm.list_encoders()``).
         decoder: Decoder name or spec (see ``lvm.list_decoders()``).
         likelihood: Likelihood name or spec (see ``lvm.list_likelihoods()``).
-        objective: ``"elbo"`` or ``"iwae"`` (see ``lvm.objectives.OBJECTIVES``).
+        objective: ``"elbo"``, ``"iwae"`` or ``"prior_mc"`` (see ``lvm.objectives.OBJECTIVES``).
         num_samples: Samples of z per datapoint in the objective (k of the IWAE bound).
         kl_warmup_steps: Linearly raise the KL weight from 0 to 1 over this many steps (0: off).
         lr: Adam learning rate (Kingma & Ba 2015's default, 1e-3).
@@ -175,8 +175,8 @@ class VAE(EvaluatedModule):
         """(ELBO, bound, reconstruction, KL) per datapoint, (B,) each, noise keyed by (eval_seed, index).
 
         The ELBO is always the ELBO (analytic KL, averaged over ``num_samples`` draws of z); the
-        bound is the training objective's: the ELBO again, or the IWAE bound L_k with the same k
-        (Burda et al. 2016, eq. 8), so an IWAE run's ``val/elbo`` and ``val/bound`` differ and
+        bound is the training objective's: the ELBO again, the IWAE bound L_k with the same k
+        (Burda et al. 2016, eq. 8), or the prior Monte Carlo bound with the same K, so an IWAE run's ``val/elbo`` and ``val/bound`` differ and
         neither is mislabelled. Reconstruction = ELBO + KL with the closed-form KL. A plugin
         objective's bound is its own ``value``, drawn from the global RNG.
         """

@@ -85,6 +85,22 @@ def test_iwae_model_logs_its_bound_apart_from_the_elbo(tmp_path: Path) -> None:
     assert out["test/bound"] > out["test/elbo"]  # L_5 >= ELBO on average (Burda et al. 2016, Thm 1)
 
 
+def test_prior_mc_model_logs_the_prior_estimate_as_its_bound_and_trains(tmp_path: Path) -> None:
+    """Training on log (1/K) sum_k p(x | z_k) raises it; test/bound is lvm's ``prior`` estimator with that K."""
+    L.seed_everything(0)
+    vae, dm = small_vae(objective="prior_mc", num_samples=16), datamodule()
+    before = trainer(tmp_path).test(vae, datamodule=dm, verbose=False)[0]["test/bound"]
+    trainer(tmp_path).fit(vae, datamodule=dm)
+    out = trainer(tmp_path).test(vae, datamodule=dm, verbose=False)[0]
+    x = prototype_bits(3000)[2500:]  # the test split of datamodule()
+    with torch.no_grad():
+        prior = lvm.create_estimator({"name": "prior", "num_samples": 16}).estimate(
+            vae.model, x, index=torch.arange(500)
+        )
+    assert out["test/bound"] == pytest.approx(prior.log_px.mean().item(), abs=1e-4)
+    assert out["test/bound"] > before + 2, (before, out["test/bound"])
+
+
 def test_checkpoint_round_trip_gives_identical_outputs(tmp_path: Path) -> None:
     L.seed_everything(0)
     vae = small_vae(likelihood={"name": "gaussian", "scale": "shared"}, objective="iwae", num_samples=3)
