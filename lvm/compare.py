@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from lvm.checkpoint import read_checkpoint
 from lvm.estimators import create_estimator, list_estimators
 from lvm.estimators.allocator import keep_freed_memory
 from lvm.estimators.comparison import (
@@ -103,8 +104,7 @@ def load_vae(path: Path, device: str) -> Any:
     """``VAE.load_from_checkpoint`` with ``weights_only=True``, else (with a warning) a full unpickle."""
     from lvm.vae import VAE
 
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    read_checkpoint(path)  # a missing, empty, truncated or foreign file: an error naming it
     try:
         return VAE.load_from_checkpoint(path, map_location=device, weights_only=True)
     except pickle.UnpicklingError as err:

@@ -49,5 +49,5 @@ def missing_files_error(
         f"variable LVM_DATA_DIR) to a folder that already holds {subdir}/. {hint}"
     )
     if cause is not None:
-        msg += f" The download failed with {type(cause).__name__}: {cause}"
+        msg += f" (A download was tried and failed: {type(cause).__name__}; --debug shows why.)"
     return FileNotFoundError(msg)
