@@ -7,6 +7,7 @@ from typing import Any
 
 from lvm.data.base import InMemoryDataModule, Split
 from lvm.data.binarized_mnist import BinarizedMNISTDataModule
+from lvm.data.file_data import FileDataModule
 from lvm.data.idx import read_idx
 from lvm.data.loader import InMemoryLoader, dist_info
 from lvm.data.mnist import MNISTDataModule, binarize_batch
@@ -18,6 +19,7 @@ from lvm.registry import UnknownNameError
 __all__ = [
     "DATAMODULES",
     "BinarizedMNISTDataModule",
+    "FileDataModule",
     "InMemoryDataModule",
     "InMemoryLoader",
     "MNISTDataModule",
@@ -39,6 +41,7 @@ DATAMODULES: dict[str, type[InMemoryDataModule]] = {
     "binarized_mnist": BinarizedMNISTDataModule,
     "tabular": TabularDataModule,
     "tensor": TensorDataModule,
+    "files": FileDataModule,
 }
 
 
