@@ -77,6 +77,7 @@ def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
             ckpt = torch.load(p, map_location=map_location, weights_only=False)
     except (
         RuntimeError,
+        OSError,
         EOFError,
         IndexError,
         ValueError,

@@ -149,6 +149,7 @@ def _lightning_main(args: list[str]) -> int:
     # Metrics are torchmetrics states summed over ranks before they are logged, so Lightning's
     # advice to add sync_dist=True to epoch-level logs does not apply.
     warnings.filterwarnings("ignore", message=r"It is recommended to use `self\.log\(.*sync_dist=True")
+    warnings.filterwarnings("ignore", message=r"No seed found, seed set to")  # the config's seed is printed
     saved_argv, sys.argv = sys.argv, [sys.argv[0], *args]  # LightningCLI warns when args= and argv differ
     try:
         _run_cli(LVMCLI, VAE, LightningDataModule, help_formatter, args)

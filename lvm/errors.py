@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from collections.abc import Callable
 
@@ -51,20 +52,39 @@ def _chain(err: BaseException) -> list[BaseException]:
 
 
 def one_line(err: BaseException) -> str:
-    """The message a user needs from ``err``: the innermost user error of the chain, on one line.
+    """The message a user needs from ``err``, on one line: the first of its chain that is not a wrapper.
 
-    Parsers and loaders wrap the real complaint (jsonargparse's "Does not validate against any of
-    the Union subtypes" lists it in the middle of a dump of the config); the innermost exception of
-    a user-error type is the one that names the problem.
+    Parsers wrap the real complaint: jsonargparse's "Does not validate against any of the Union
+    subtypes" lists it in the middle of a dump of the config, and "Parser key "model.x":" names
+    the key above it; the message is the first exception of the chain (outermost first) that is
+    not such a wrapper, prefixed with the key when it does not name it.
     """
-    candidates = [e for e in _chain(err) if isinstance(e, USER_ERRORS) and str(e).strip()]
-    inner = [e for e in candidates if not str(e).lstrip().startswith(_WRAPPERS)]
-    chosen = (inner or candidates or [err])[-1]
+    chain = _chain(err)
+    key = None
+    chosen = chain[-1]
+    for e in chain:
+        text = str(e).strip()
+        found = re.match(r'Parser key "([^"]+)":', text)
+        if found:
+            key = key or found.group(1)
+            rest = text[found.end() :].strip()
+            if rest and not rest.startswith(_WRAPPERS) and e is chain[-1]:
+                chosen = e
+                break
+            continue
+        if text and not text.startswith(_WRAPPERS):
+            chosen = e
+            break
     text = str(chosen).strip()
+    found = re.match(r'Parser key "([^"]+)":', text)
+    if found:
+        text = text[found.end() :]
     if isinstance(chosen, KeyError) and text.startswith(("'", '"')) and text.endswith(("'", '"')):
         text = text[1:-1]
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     message = " ".join(lines) if lines else type(chosen).__name__
+    if key and key not in message:
+        message = f"{key}: {message}"
     return message
 
 

@@ -10,7 +10,7 @@ import yaml
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.utilities import rank_zero_info
 
-from lvm.checkpoint import remove_stale_temporaries, with_atomic_checkpoints
+from lvm.checkpoint import read_checkpoint, remove_stale_temporaries, with_atomic_checkpoints
 
 __all__ = ["LVMCLI", "LogConfig", "help_formatter"]
 
@@ -54,6 +54,14 @@ class LVMCLI(LightningCLI):
         commands = dict(LightningCLI.subcommands())
         commands.pop("predict", None)
         return commands
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        """Parse, then check ``--ckpt_path`` with :func:`~lvm.checkpoint.read_checkpoint` (names a bad file)."""
+        super().parse_arguments(parser, args)
+        sub = self.config.get("subcommand")
+        ckpt = self.config[sub].get("ckpt_path") if sub else None
+        if ckpt and str(ckpt) not in ("last", "best", "hpc") and "://" not in str(ckpt):
+            read_checkpoint(ckpt)
 
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
         config = self.config_init.get(str(self.subcommand), self.config_init).get("trainer") or {}
