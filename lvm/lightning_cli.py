@@ -8,9 +8,11 @@ from typing import Any
 import lightning as L
 import yaml
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from lightning.pytorch.loggers import WandbLogger as _WandbLogger
 from lightning.pytorch.utilities import rank_zero_info
 
 from lvm.checkpoint import read_checkpoint, remove_stale_temporaries, with_atomic_checkpoints
+from lvm.loggers import RUN_ID_KEY, WandbRunId
 
 __all__ = ["LVMCLI", "LogConfig", "help_formatter"]
 
@@ -45,6 +47,7 @@ class LVMCLI(LightningCLI):
         **kwargs: Any,
     ) -> None:
         self.batch_counts = dict(batch_counts or {})
+        self._checkpoint: dict[str, Any] | None = None
         self._started = time.time()
         super().__init__(*args, save_config_callback=save_config_callback, **kwargs)
 
@@ -61,7 +64,20 @@ class LVMCLI(LightningCLI):
         sub = self.config.get("subcommand")
         ckpt = self.config[sub].get("ckpt_path") if sub else None
         if ckpt and str(ckpt) not in ("last", "best", "hpc") and "://" not in str(ckpt):
-            read_checkpoint(ckpt)
+            self._checkpoint = read_checkpoint(ckpt)
+
+    def before_instantiate_classes(self) -> None:
+        """Resuming a fit: a W&B logger without an ``id`` continues the run saved in the checkpoint."""
+        run_id = (self._checkpoint or {}).get(RUN_ID_KEY)
+        if self.subcommand != "fit" or not run_id:
+            return
+        loggers = self.config.fit.trainer.get("logger")
+        for logger in loggers if isinstance(loggers, list) else [loggers]:
+            path = str(getattr(logger, "class_path", "") or "")
+            args = getattr(logger, "init_args", None)
+            if path.endswith("lvm.loggers.WandbLogger") and args is not None and not args.get("id"):
+                args["id"] = run_id
+                rank_zero_info(f"[lvm] continuing W&B run {run_id} (from the checkpoint)")
 
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
         config = self.config_init.get(str(self.subcommand), self.config_init).get("trainer") or {}
@@ -70,7 +86,10 @@ class LVMCLI(LightningCLI):
             value = config.get(key)
             if isinstance(value, float) and value == count:
                 kwargs.setdefault(key, count)
-        return super().instantiate_trainer(plugins=with_atomic_checkpoints(plugins), **kwargs)
+        trainer = super().instantiate_trainer(plugins=with_atomic_checkpoints(plugins), **kwargs)
+        if any(isinstance(lg, _WandbLogger) for lg in trainer.loggers):
+            trainer.callbacks.append(WandbRunId())
+        return trainer
 
     def before_fit(self) -> None:
         """Remove temporary files that killed checkpoint writes left in the checkpoint folders."""
