@@ -13,7 +13,8 @@ import torch
 import yaml
 
 from lvm.checkpoint import AtomicCheckpointIO, remove_stale_temporaries
-from lvm.cli import _batch_counts, bundled_configs, main as lvm_main, resolve_config
+from lvm.cli import _batch_counts, bundled_configs, resolve_config
+from lvm.cli import main as lvm_main
 from lvm.loggers import RUN_ID_KEY, WandbLogger
 
 ROOT = Path(__file__).resolve().parents[1]
