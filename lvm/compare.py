@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from lvm.checkpoint import read_checkpoint
+from lvm.errors import CommandParser
 from lvm.estimators import create_estimator, list_estimators
 from lvm.estimators.allocator import keep_freed_memory
 from lvm.estimators.comparison import (
@@ -44,7 +45,7 @@ def _int_list(text: str) -> list[int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="lvm compare",
         description="Estimate log p(x) on the test set of a trained checkpoint with several estimators and "
         "numbers of samples K; print a table, write compare.json, compare.csv and compare.png.",

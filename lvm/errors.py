@@ -7,8 +7,9 @@ import os
 import re
 import sys
 from collections.abc import Callable
+from typing import NoReturn
 
-__all__ = ["CorruptFileError", "UsageError", "debug_requested", "one_line", "run_command"]
+__all__ = ["CommandParser", "CorruptFileError", "UsageError", "debug_requested", "one_line", "run_command"]
 
 
 class CorruptFileError(ValueError):
@@ -17,6 +18,13 @@ class CorruptFileError(ValueError):
 
 class UsageError(ValueError):
     """A command-line argument the parser rejected (unknown option, missing value, bad type)."""
+
+
+class CommandParser(argparse.ArgumentParser):
+    """An ``argparse`` parser whose errors raise :class:`UsageError` (one line) instead of printing usage."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
 
 
 #: Exceptions that mean "the user asked for something wrong"; anything else is a bug and keeps its traceback.

@@ -149,6 +149,15 @@ def test_bad_config_value_is_one_line(run_cli, tmp_path: Path, override: list[st
     assert "Does not validate" not in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_compare_usage_errors_are_one_line(run_cli, tmp_path: Path) -> None:
+    assert_one_line(
+        run_cli(["compare"], tmp_path), "lvm compare: error: the following arguments are required: --ckpt"
+    )
+    assert_one_line(
+        run_cli(["compare", "--ckpt", "x", "--num-samples", "0"], tmp_path), "expected positive integers"
+    )
+
+
 def test_unknown_bundled_config_and_subcommand(run_cli, tmp_path: Path) -> None:
     assert_one_line(run_cli(["fit", "--config", "mnist_vea"], tmp_path), "Did you mean 'mnist_vae'?")
     assert_one_line(run_cli(["predict"], tmp_path), "invalid choice: 'predict'")
