@@ -167,6 +167,7 @@ def _run_cli(cli: type, model: type, data: type, formatter: type, args: list[str
         args=None,
         batch_counts=_batch_counts(args),
         parser_kwargs={
+            "prog": "lvm",
             "description": _description(),
             "formatter_class": formatter,
             **no_exit,
