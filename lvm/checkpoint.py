@@ -34,7 +34,9 @@ __all__ = [
 _TMP = ".tmp-"
 
 
-def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
+def read_checkpoint(
+    path: str | os.PathLike, map_location: Any = "cpu", lvm_model: bool = True
+) -> dict[str, Any]:
     """Read an lvm checkpoint, or raise an error that names the file and what is wrong with it.
 
     Loads with ``torch.load(weights_only=True)`` (tensors and plain values only); a checkpoint
@@ -44,6 +46,8 @@ def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
     Args:
         path: The ``.ckpt`` file.
         map_location: As in ``torch.load``.
+        lvm_model: Also require a Lightning checkpoint of an lvm model (``state_dict`` and
+            ``hyper_parameters`` with ``latent_dim``); False accepts any dictionary.
 
     Returns:
         The checkpoint dictionary (``state_dict``, ``hyper_parameters``, ...).
@@ -89,6 +93,8 @@ def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
             f"corrupt checkpoint {p} ({p.stat().st_size} bytes): not a complete torch file "
             f"({type(err).__name__}: {first})"
         ) from err
+    if not lvm_model and isinstance(ckpt, dict):
+        return ckpt
     hparams = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or not isinstance(hparams, dict):
         keys = sorted(map(str, ckpt))[:6] if isinstance(ckpt, dict) else type(ckpt).__name__
@@ -164,7 +170,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     ) -> dict[str, Any]:
         if not isinstance(get_filesystem(path), LocalFileSystem):
             return super().load_checkpoint(path, map_location=map_location, weights_only=weights_only)
-        return read_checkpoint(path, map_location=map_location)
+        return read_checkpoint(path, map_location=map_location, lvm_model=False)
 
     def save_checkpoint(
         self, checkpoint: dict[str, Any], path: _PATH, storage_options: Any | None = None

@@ -142,19 +142,28 @@ def _lightning_main(args: list[str]) -> int:
     from lvm.vae import VAE
 
     keep_freed_memory()  # a process entry point: chunked estimators reuse freed blocks (see allocator.py)
-    for name in ("lightning.pytorch", "lightning.fabric"):  # progress on stdout, problems on stderr
-        for handler in logging.getLogger(name).handlers:
-            if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stderr:
-                handler.setStream(sys.stdout)
-    # Metrics are torchmetrics states summed over ranks before they are logged, so Lightning's
-    # advice to add sync_dist=True to epoch-level logs does not apply.
-    warnings.filterwarnings("ignore", message=r"It is recommended to use `self\.log\(.*sync_dist=True")
-    warnings.filterwarnings("ignore", message=r"No seed found, seed set to")  # the config's seed is printed
+    handlers = [
+        h
+        for name in ("lightning.pytorch", "lightning.fabric")
+        for h in logging.getLogger(name).handlers
+        if isinstance(h, logging.StreamHandler) and h.stream is sys.stderr
+    ]
     saved_argv, sys.argv = sys.argv, [sys.argv[0], *args]  # LightningCLI warns when args= and argv differ
     try:
-        _run_cli(LVMCLI, VAE, LightningDataModule, help_formatter, args)
+        with warnings.catch_warnings():
+            # Metrics are torchmetrics states summed over ranks before they are logged, so
+            # Lightning's advice to add sync_dist=True to epoch-level logs does not apply.
+            warnings.filterwarnings(
+                "ignore", message=r"It is recommended to use `self\.log\(.*sync_dist=True"
+            )
+            warnings.filterwarnings("ignore", message=r"No seed found, seed set to")  # the seed is printed
+            for h in handlers:  # progress on stdout, problems on stderr
+                h.setStream(sys.stdout)
+            _run_cli(LVMCLI, VAE, LightningDataModule, help_formatter, args)
     finally:
         sys.argv = saved_argv
+        for h in handlers:
+            h.setStream(sys.stderr)
     return 0
 
 

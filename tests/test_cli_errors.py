@@ -17,6 +17,7 @@ import lvm
 from lvm.checkpoint import read_checkpoint
 from lvm.cli import main as lvm_main
 from lvm.data import TensorDataModule
+from lvm.data.files import missing_files_error
 from lvm.data.idx import read_idx
 from lvm.errors import CorruptFileError, one_line
 
@@ -74,8 +75,10 @@ def run_cli(request: pytest.FixtureRequest, capfd: pytest.CaptureFixture, monkey
     return run
 
 
-def run_subprocess(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+def run_subprocess(
+    args: list[str], cwd: Path, extra_env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    env = {**os.environ, **(extra_env or {}), "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
            "WANDB_MODE": "disabled", "LVM_DEBUG": ""}  # fmt: skip
     return subprocess.run([sys.executable, "-m", "lvm.cli", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=120)  # fmt: skip
@@ -172,11 +175,29 @@ def test_bad_cell_and_support_are_named(run_cli, tmp_path: Path) -> None:
     assert_one_line(proc, "column 'c' (index 2)", "[0, 1]")
 
 
-def test_missing_mnist_folder_is_the_file_not_found_message_only(run_cli, tmp_path: Path) -> None:
-    proc = run_cli(["fit", "--config", "mnist_vae", "--data.init_args.data_dir", str(tmp_path / "none"),
-                    "--trainer.logger", "false", "--trainer.callbacks", "[]"], tmp_path)  # fmt: skip
-    assert_one_line(proc, "file(s) missing from", "MNIST/raw")
-    assert "urlopen" not in proc.stderr
+@pytest.mark.slow
+def test_missing_mnist_folder_is_the_file_not_found_message_only(tmp_path: Path) -> None:
+    env = {
+        "http_proxy": "http://127.0.0.1:9",
+        "https_proxy": "http://127.0.0.1:9",
+    }  # no download, network or not
+    proc = run_subprocess(["fit", "--config", "mnist_vae", "--data.init_args.data_dir", str(tmp_path / "none"),
+                           "--trainer.logger", "false", "--trainer.callbacks", "[]"], tmp_path, env)  # fmt: skip
+    assert_one_line(
+        proc, "file(s) missing from", "MNIST/raw", "The download failed: [Errno 111] Connection refused"
+    )
+    assert "urlopen" not in proc.stderr and "Tried" not in proc.stderr
+
+
+def test_missing_files_error_keeps_one_download_reason(tmp_path: Path) -> None:
+    cause = RuntimeError(
+        "Error downloading train-images-idx3-ubyte.gz:\nTried https://a/mnist/, got:\n"
+        "<urlopen error [Errno -2] Name or service not known>\nTried http://b/mnist/, got:\n"
+        "<urlopen error [Errno -2] Name or service not known>"
+    )
+    msg = str(missing_files_error("mnist", tmp_path, "MNIST/raw", ["a.gz"], "hint.", cause))
+    assert msg.endswith("hint. The download failed: [Errno -2] Name or service not known")
+    assert "\n" not in msg
 
 
 @pytest.mark.slow
