@@ -151,12 +151,7 @@ def _lightning_main(args: list[str]) -> int:
     saved_argv, sys.argv = sys.argv, [sys.argv[0], *args]  # LightningCLI warns when args= and argv differ
     try:
         with warnings.catch_warnings():
-            # Metrics are torchmetrics states summed over ranks before they are logged, so
-            # Lightning's advice to add sync_dist=True to epoch-level logs does not apply.
-            warnings.filterwarnings(
-                "ignore", message=r"It is recommended to use `self\.log\(.*sync_dist=True"
-            )
-            warnings.filterwarnings("ignore", message=r"No seed found, seed set to")  # the seed is printed
+            ignore_misleading_warnings()
             for h in handlers:  # progress on stdout, problems on stderr
                 h.setStream(sys.stdout)
             _run_cli(LVMCLI, VAE, LightningDataModule, help_formatter, args)
@@ -165,6 +160,17 @@ def _lightning_main(args: list[str]) -> int:
         for h in handlers:
             h.setStream(sys.stderr)
     return 0
+
+
+def ignore_misleading_warnings() -> None:
+    """Filter Lightning warnings that do not apply to lvm runs (use inside ``warnings.catch_warnings``).
+
+    Validation and test metrics are torchmetrics states summed over ranks before they are logged,
+    so the advice to log epoch-level values with ``sync_dist=True`` (printed once per key in a DDP
+    run) does not apply; and the seed Lightning picks when the config sets none is printed anyway.
+    """
+    warnings.filterwarnings("ignore", message=r"It is recommended to use `self\.log\(.*sync_dist=True")
+    warnings.filterwarnings("ignore", message=r"No seed found, seed set to")
 
 
 def _run_cli(cli: type, model: type, data: type, formatter: type, args: list[str]) -> None:

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ import torch
 import yaml
 
 from lvm.checkpoint import AtomicCheckpointIO, remove_stale_temporaries
-from lvm.cli import _batch_counts, bundled_configs, resolve_config
+from lvm.cli import _batch_counts, bundled_configs, ignore_misleading_warnings, resolve_config
 from lvm.cli import main as lvm_main
 from lvm.loggers import RUN_ID_KEY, WandbLogger
 
@@ -116,3 +117,18 @@ def test_resumed_fit_continues_the_same_wandb_run(tmp_path: Path, monkeypatch: p
         wandb.finish()
     runs = sorted((tmp_path / "runs" / "wandb").glob("offline-run-*"))
     assert len(runs) == 2 and all(r.name.endswith(f"-{run_id}") for r in runs), runs
+
+
+def test_ddp_sync_dist_advice_is_filtered_and_other_warnings_are_not() -> None:
+    from lightning.pytorch.utilities import rank_zero_warn
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        ignore_misleading_warnings()
+        # Lightning's text (trainer/connectors/logger_connector/result.py) for a DDP epoch-level log
+        rank_zero_warn(
+            "It is recommended to use `self.log('val/elbo', ..., sync_dist=True)` when logging on epoch level"
+            " in distributed setting to accumulate the metric across devices."
+        )
+        rank_zero_warn("something else")
+    assert [str(w.message) for w in seen] == ["something else"]
