@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pickle
+import sys
+import time
+import zipfile
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -15,10 +20,14 @@ from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.fabric.utilities.types import _PATH
 from torch import Tensor
 
+from lvm.errors import CorruptFileError
+
 __all__ = [
     "DATAMODULE_KEY",
     "AtomicCheckpointIO",
+    "read_checkpoint",
     "record_datamodule",
+    "remove_stale_temporaries",
     "rng_state",
     "set_rng_state",
     "with_atomic_checkpoints",
@@ -26,6 +35,119 @@ __all__ = [
 
 #: Checkpoint key of the data module's ``{"class_path": ..., "init_args": {...}}`` (read by ``lvm compare``).
 DATAMODULE_KEY = "lvm_datamodule"
+
+_TMP = ".tmp-"
+
+
+def read_checkpoint(
+    path: str | os.PathLike, map_location: Any = "cpu", lvm_model: bool = True
+) -> dict[str, Any]:
+    """Read an lvm checkpoint, or raise an error that names the file and what is wrong with it.
+
+    Loads with ``torch.load(weights_only=True)`` (tensors and plain values only); a checkpoint
+    that holds other objects (a config with custom classes) is loaded in full with a warning on
+    stderr, as Lightning itself would.
+
+    Args:
+        path: The ``.ckpt`` file.
+        map_location: As in ``torch.load``.
+        lvm_model: Also require a Lightning checkpoint of an lvm model (``state_dict`` and
+            ``hyper_parameters`` with ``latent_dim``); False accepts any dictionary.
+
+    Returns:
+        The checkpoint dictionary (``state_dict``, ``hyper_parameters``, ...).
+
+    Raises:
+        FileNotFoundError: if ``path`` does not exist.
+        IsADirectoryError: if ``path`` is a folder.
+        CorruptFileError: if the file is empty, truncated or corrupt, or is not a checkpoint of an
+            lvm model (a ``state_dict`` and ``hyper_parameters`` with ``latent_dim``).
+    """
+    p = Path(path)
+    if p.is_dir():
+        ckpts = sorted(q.name for q in p.glob("*.ckpt"))
+        hint = f"; it holds {', '.join(ckpts[:5])}" if ckpts else ""
+        raise IsADirectoryError(f"checkpoint {p} is a folder, not a .ckpt file{hint}")
+    if not p.is_file():
+        raise FileNotFoundError(f"checkpoint {p} does not exist")
+    if p.stat().st_size == 0:
+        raise CorruptFileError(f"corrupt checkpoint {p}: the file is empty (0 bytes)")
+    try:
+        try:
+            ckpt = torch.load(p, map_location=map_location, weights_only=True)
+        except pickle.UnpicklingError as err:
+            if "Unsupported global" not in str(err):
+                raise
+            print(
+                f"lvm: warning: {p} holds objects beyond tensors and plain values; loading it with full "
+                f"unpickling, so only do this for checkpoints you trust",
+                file=sys.stderr,
+            )
+            ckpt = torch.load(p, map_location=map_location, weights_only=False)
+    except (
+        RuntimeError,
+        OSError,
+        EOFError,
+        IndexError,
+        ValueError,
+        zipfile.BadZipFile,
+        pickle.UnpicklingError,
+    ) as err:
+        first = (str(err).strip().splitlines() or [""])[0]
+        raise CorruptFileError(
+            f"corrupt checkpoint {p} ({p.stat().st_size} bytes): not a complete torch file "
+            f"({type(err).__name__}: {first})"
+        ) from err
+    if not lvm_model and isinstance(ckpt, dict):
+        return ckpt
+    hparams = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or not isinstance(hparams, dict):
+        keys = sorted(map(str, ckpt))[:6] if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise CorruptFileError(f"{p} is not a Lightning checkpoint of an lvm model (it holds {keys})")
+    if "latent_dim" not in hparams:
+        raise CorruptFileError(
+            f"{p} is a Lightning checkpoint of another model, not of an lvm model "
+            f"(hyperparameters {sorted(hparams)[:6]})"
+        )
+    return ckpt
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: str | os.PathLike, older_than: float | None = None) -> list[Path]:
+    """Remove ``*.ckpt.tmp-<pid>`` files that a killed checkpoint write left in ``folder``.
+
+    A file is stale when its process no longer runs, or (a pid reused by another process) when
+    it was last written before ``older_than`` (a ``time.time()``, e.g. the start of this run).
+    Files of live writers are kept.
+
+    Returns:
+        The removed paths.
+    """
+    removed = []
+    folder = Path(folder)
+    if not folder.is_dir():
+        return removed
+    for tmp in folder.glob(f"*{_TMP}*"):
+        pid_text = tmp.name.rpartition(_TMP)[2]
+        if not pid_text.isdigit() or int(pid_text) == os.getpid():
+            continue
+        try:
+            old = older_than is not None and tmp.stat().st_mtime < older_than
+            if old or not _pid_alive(int(pid_text)):
+                tmp.unlink()
+                removed.append(tmp)
+        except OSError:
+            continue
+    return removed
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -38,8 +160,22 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     ``shutil.move``, which is a copy, not a rename, when that directory and the checkpoint
     directory are on different filesystems (the usual case on clusters), so a kill during the
     copy leaves a truncated checkpoint. A kill leaves at most a stray ``.tmp-<pid>`` file; an
-    exception removes it. Remote paths (``s3://``, ...) use Lightning's default.
+    exception removes it, and the next save into that folder removes those of dead processes
+    (:func:`remove_stale_temporaries`). Remote paths (``s3://``, ...) use Lightning's default.
+    Loading goes through :func:`read_checkpoint`, so a bad file is named with its problem.
     """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._started = time.time()
+        self._cleaned: set[str] = set()
+
+    def load_checkpoint(
+        self, path: _PATH, map_location: Any | None = None, weights_only: bool | None = None
+    ) -> dict[str, Any]:
+        if not isinstance(get_filesystem(path), LocalFileSystem):
+            return super().load_checkpoint(path, map_location=map_location, weights_only=weights_only)
+        return read_checkpoint(path, map_location=map_location, lvm_model=False)
 
     def save_checkpoint(
         self, checkpoint: dict[str, Any], path: _PATH, storage_options: Any | None = None
@@ -52,7 +188,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         path = os.path.abspath(os.fspath(path))
         folder = os.path.dirname(path)
         os.makedirs(folder, exist_ok=True)
-        tmp = f"{path}.tmp-{os.getpid()}"
+        if folder not in self._cleaned:  # once per folder and run: files of killed writes
+            remove_stale_temporaries(folder, older_than=self._started)
+            self._cleaned.add(folder)
+        tmp = f"{path}{_TMP}{os.getpid()}"
         try:
             with open(tmp, "wb") as f:
                 torch.save(checkpoint, f)

@@ -1,28 +1,32 @@
-"""The ``lvm`` command: LightningCLI's fit/validate/test plus ``lvm compare``."""
+"""The ``lvm`` command: fit/validate/test (LightningCLI), ``compare`` and ``configs``, one line per user error."""
 
 from __future__ import annotations
 
 import ctypes
+import difflib
+import logging
 import os
+import re
 import sys
 import textwrap
+import warnings
+from importlib import resources
+from pathlib import Path
 from typing import Any
 
-import lightning as L
-import yaml
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
-from lightning.pytorch.utilities import rank_zero_info
+from lvm.errors import run_command
 
-from lvm.checkpoint import with_atomic_checkpoints
-from lvm.encoders import DECODERS, ENCODERS
-from lvm.estimators import ESTIMATORS
-from lvm.likelihoods import LIKELIHOODS
-from lvm.vae import VAE
+__all__ = ["bundled_configs", "main", "resolve_config"]  # and LVMCLI, imported on first use
 
-__all__ = ["LVMCLI", "main"]
+_SUBCOMMANDS = ("fit", "validate", "test")
+_LIMITS = ("limit_train_batches", "limit_val_batches", "limit_test_batches", "limit_predict_batches")
 
 
 def _description() -> str:
+    from lvm.encoders import DECODERS, ENCODERS
+    from lvm.estimators import ESTIMATORS
+    from lvm.likelihoods import LIKELIHOODS
+
     parts = [
         "Train and evaluate latent variable models. Parts are chosen by registry name in the "
         "config (model.encoder / model.decoder / model.likelihood: a name or {name: ..., <kwargs>}).",
@@ -31,90 +35,130 @@ def _description() -> str:
         f"encoders:    {ENCODERS.describe()}",
         f"decoders:    {DECODERS.describe()}",
         f"estimators:  {ESTIMATORS.describe()}",
+        f"configs:     {', '.join(bundled_configs())} (bundled: lvm fit --config NAME; lvm configs shows paths)",
         "",
-        "Subcommands: fit, validate, test (Lightning), and compare (log p(x) estimators side by side: "
-        "lvm compare --help).",
-        "Example: lvm fit --config experiments/mnist/vae.yaml",
+        "Subcommands: fit, validate, test (Lightning: lvm fit --help), compare (log p(x) estimators "
+        "side by side: lvm compare --help), configs (the bundled configs and their paths).",
+        "Errors are one line; --debug (or LVM_DEBUG=1) shows the traceback.",
+        "Example: lvm fit --config mnist_vae",
     ]
     return "\n".join(
         textwrap.fill(p, 100, subsequent_indent=" " * 13 if ":" in p[:13] else "") for p in parts
     )
 
 
-class LogConfig(SaveConfigCallback):
-    """Save ``config.yaml`` in the log folder and log the whole config to every logger (W&B), on rank 0."""
-
-    def save_config(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        config = yaml.safe_load(self.parser.dump(self.config, skip_none=False))
-        for logger in trainer.loggers:
-            logger.log_hyperparams(config)
+def bundled_configs() -> dict[str, Path]:
+    """The experiment configs shipped inside the package (``lvm/configs/*.yaml``), by name."""
+    folder = resources.files("lvm") / "configs"
+    return {Path(f.name).stem: Path(str(f)) for f in sorted(folder.iterdir(), key=lambda f: f.name)
+            if f.name.endswith(".yaml")}  # fmt: skip
 
 
-class LVMCLI(LightningCLI):
-    """LightningCLI whose model is :class:`~lvm.vae.VAE` and whose data is any LightningDataModule.
+def resolve_config(value: str) -> str:
+    """``value`` if it is a file, else the path of the bundled config of that name.
 
-    ``model.data_shape`` is taken from the data module (``data.data_shape``), and
-    ``--test_after_fit true`` runs the test set on the best checkpoint once ``fit`` ends. The
-    trainer writes checkpoints with :class:`~lvm.checkpoint.AtomicCheckpointIO` unless the
-    config names another CheckpointIO, and the config is logged to every logger.
+    Raises:
+        FileNotFoundError: for neither, listing the bundled names.
     """
+    if os.path.exists(value) or not re.fullmatch(r"[\w.-]+", value):
+        return value
+    known = bundled_configs()
+    name = value[:-5] if value.endswith(".yaml") else value
+    if name in known:
+        return str(known[name])
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    raise FileNotFoundError(
+        f"config {value!r} is neither a file nor a bundled config.{hint} Bundled: {', '.join(known)}"
+    )
 
-    def __init__(self, *args: Any, save_config_callback: type | None = LogConfig, **kwargs: Any) -> None:
-        super().__init__(*args, save_config_callback=save_config_callback, **kwargs)
 
-    def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
-        config = self._get(self.config_init, "trainer", default={})
-        plugins = kwargs.pop("plugins", None) or config.get("plugins")
-        return super().instantiate_trainer(plugins=with_atomic_checkpoints(plugins), **kwargs)
+def _configs_command(args: list[str]) -> int:
+    if args:
+        raise ValueError(f"lvm configs takes no arguments; got {' '.join(args)}")
+    for name, path in bundled_configs().items():
+        print(f"{name}\t{path}")
+    return 0
 
-    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        parser.link_arguments("data.data_shape", "model.data_shape", apply_on="instantiate")
-        parser.add_argument(
-            "--test_after_fit",
-            type=bool,
-            default=False,
-            help="After fit, evaluate the best checkpoint (or the last weights) on the test set.",
-        )
 
-    def after_fit(self) -> None:
-        if not self.config[self.subcommand].get("test_after_fit"):
-            return
-        ckpt = getattr(self.trainer.checkpoint_callback, "best_model_path", "") or None
-        results = self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=ckpt, verbose=True)
-        if results and "test/elbo" in results[0]:
-            r = results[0]
-            rank_zero_info(
-                f"[lvm] test ELBO: {r['test/elbo']:.3f} nats per datapoint "
-                f"(+/- {r.get('test/elbo_stderr', float('nan')):.3f} s.e., n={int(r.get('test/count', 0))}); "
-                f"checkpoint: {ckpt or 'last weights'}"
-            )
-            objective = self.model.hparams.get("objective", "elbo")
-            if objective != "elbo" and "test/bound" in r:
-                rank_zero_info(
-                    f"[lvm] test {objective} bound (k={self.model.hparams.num_samples}): "
-                    f"{r['test/bound']:.3f} nats per datapoint "
-                    f"(+/- {r.get('test/bound_stderr', float('nan')):.3f} s.e.)"
-                )
+def _batch_counts(args: list[str]) -> dict[str, int]:
+    """``--trainer.limit_*_batches N`` given as an integer on the command line or in a ``--config`` YAML."""
+    import yaml
+
+    counts: dict[str, int] = {}
+    pairs = []
+    for i, arg in enumerate(args):
+        key, eq, value = arg.partition("=")
+        if not eq:
+            value = args[i + 1] if i + 1 < len(args) else ""
+        pairs.append((key, value))
+    for key, value in pairs:
+        if key == "--config" and os.path.isfile(value):
+            with open(value) as f:
+                trainer = (yaml.safe_load(f) or {}).get("trainer") or {}
+            if isinstance(trainer, dict):
+                counts.update({k: v for k, v in trainer.items() if k in _LIMITS and type(v) is int})
+        elif key.removeprefix("--trainer.") in _LIMITS and re.fullmatch(r"\d+", value):
+            counts[key.removeprefix("--trainer.")] = int(value)
+    return counts
+
+
+def _print_help() -> int:
+    print(
+        "usage: lvm [-h] {fit,validate,test,compare,configs} ...   (lvm SUBCOMMAND --help for its options)\n"
+    )
+    print(_description())
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``lvm`` console script."""
+    """Entry point of the ``lvm`` console script: one line on stderr and status 2 for a user error.
+
+    ``--debug`` anywhere on the command line, or ``LVM_DEBUG=1``, shows the traceback instead.
+    """
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] == "compare":
         from lvm.compare import main as compare_main
 
-        return compare_main(args[1:])
+        return run_command("lvm compare", compare_main, args[1:])
+    if args and args[0] == "configs":
+        return run_command("lvm configs", _configs_command, args[1:])
+    if [a for a in args if a != "--debug"] in (["-h"], ["--help"]):
+        return _print_help()  # without importing Lightning: a few seconds faster
+    return run_command("lvm", _lightning_main, args)
+
+
+def _lightning_main(args: list[str]) -> int:
+    args = list(args)
+    for i, arg in enumerate(args):  # a bundled config by name: --config mnist_vae
+        if arg == "--config" and i + 1 < len(args):
+            args[i + 1] = resolve_config(args[i + 1])
+        elif arg.startswith("--config="):
+            args[i] = "--config=" + resolve_config(arg.partition("=")[2])
     os.environ.setdefault("WANDB_MODE", "offline")
+    from lightning.pytorch import LightningDataModule
+
+    from lvm.lightning_cli import LVMCLI, help_formatter
+    from lvm.vae import VAE
+
     _drop_failing_nvml_probe()
-    LVMCLI(
-        VAE,
-        L.LightningDataModule,
-        subclass_mode_data=True,
-        args=argv,  # None: LightningCLI reads sys.argv itself
-        parser_kwargs={"description": _description(), "formatter_class": _Formatter},
-        save_config_kwargs={"overwrite": True},
-        auto_configure_optimizers=False,
-    )
+    handlers = [
+        h
+        for name in ("lightning.pytorch", "lightning.fabric")
+        for h in logging.getLogger(name).handlers
+        if isinstance(h, logging.StreamHandler) and h.stream is sys.stderr
+    ]
+    saved_argv, sys.argv = sys.argv, [sys.argv[0], *args]  # LightningCLI warns when args= and argv differ
+    try:
+        with warnings.catch_warnings():
+            ignore_misleading_warnings()
+            for h in handlers:  # progress on stdout, problems on stderr
+                h.setStream(sys.stdout)
+            _run_cli(LVMCLI, VAE, LightningDataModule, help_formatter, args)
+    finally:
+        sys.argv = saved_argv
+        for h in handlers:
+            h.setStream(sys.stderr)
     return 0
 
 
@@ -132,17 +176,44 @@ def _drop_failing_nvml_probe() -> None:
             del os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"]
 
 
-def _formatter() -> type:
-    from jsonargparse import DefaultHelpFormatter
+def ignore_misleading_warnings() -> None:
+    """Filter Lightning warnings that do not apply to lvm runs (use inside ``warnings.catch_warnings``).
 
-    class Formatter(DefaultHelpFormatter):
-        def _fill_text(self, text: str, width: int, indent: str) -> str:  # keep our line breaks
-            return "".join(indent + line for line in text.splitlines(keepends=True))
+    Validation and test metrics are torchmetrics states summed over ranks before they are logged,
+    so the advice to log epoch-level values with ``sync_dist=True`` (printed once per key in a DDP
+    run) does not apply; and the seed Lightning picks when the config sets none is printed anyway.
+    """
+    warnings.filterwarnings("ignore", message=r"It is recommended to use `self\.log\(.*sync_dist=True")
+    warnings.filterwarnings("ignore", message=r"No seed found, seed set to")
 
-    return Formatter
+
+def _run_cli(cli: type, model: type, data: type, formatter: type, args: list[str]) -> None:
+    no_exit = {"exit_on_error": False}
+    cli(
+        model,
+        data,
+        subclass_mode_data=True,
+        args=None,
+        batch_counts=_batch_counts(args),
+        parser_kwargs={
+            "prog": "lvm",
+            "description": _description(),
+            "formatter_class": formatter,
+            **no_exit,
+            **{name: dict(no_exit) for name in _SUBCOMMANDS},
+        },
+        save_config_kwargs={"overwrite": True},
+        auto_configure_optimizers=False,
+    )
 
 
-_Formatter = _formatter()
+def __getattr__(name: str) -> Any:
+    if name == "LVMCLI":
+        from lvm.lightning_cli import LVMCLI
+
+        return LVMCLI
+    raise AttributeError(f"module 'lvm.cli' has no attribute {name!r}")
+
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
-import pickle
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,7 +12,8 @@ from typing import Any
 
 import torch
 
-from lvm.checkpoint import DATAMODULE_KEY
+from lvm.checkpoint import DATAMODULE_KEY, read_checkpoint
+from lvm.errors import CommandParser
 from lvm.estimators import create_estimator, list_estimators
 from lvm.evaluate import Spec, compare_estimators
 from lvm.registry import PluginError
@@ -54,7 +54,7 @@ def _specs(text: str) -> list[Spec]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="lvm compare",
         description="Estimate log p(x) on the test set of a trained checkpoint with several estimators and "
         "numbers of samples K; print a table (mean log p(x), its standard error across datapoints, the "
@@ -121,24 +121,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _read_checkpoint(path: Path, device: str) -> tuple[Any, dict[str, Any]]:
-    """(the VAE, the checkpoint dict); ``weights_only=True`` unless the file needs more (with a warning)."""
+    """(the VAE, the checkpoint dict), read once; ``weights_only=True`` unless the file needs more (warned)."""
     from lvm.vae import VAE
 
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        trusted = True
-    except pickle.UnpicklingError as err:
-        print(
-            f"lvm compare: warning: {path} holds objects beyond tensors and plain values ({err}); "
-            f"loading it with full unpickling, so only do this for checkpoints you trust",
-            file=sys.stderr,
-        )
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-        trusted = False
-    vae = VAE.load_from_checkpoint(path, map_location=device, weights_only=trusted)
-    return vae, ckpt
+    ckpt = read_checkpoint(path)  # a missing, empty, truncated or foreign file: an error naming it
+    hparams = {k: v for k, v in ckpt["hyper_parameters"].items() if not k.startswith("_")}
+    vae = VAE(**hparams)
+    vae.load_state_dict(ckpt["state_dict"])
+    return vae.to(device), ckpt
 
 
 def _data_class(name: str) -> type:

@@ -9,7 +9,10 @@ import lightning as L
 from lightning.pytorch.loggers import WandbLogger as _LightningWandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
-__all__ = ["EstimatorTable", "WandbLogger", "wandb_mode"]
+__all__ = ["RUN_ID_KEY", "EstimatorTable", "WandbLogger", "WandbRunId", "wandb_mode"]
+
+#: Checkpoint key of the W&B run id, so that a resumed fit continues the same run.
+RUN_ID_KEY = "lvm_wandb_run_id"
 
 _MODES = ("online", "offline", "disabled", "shared")
 
@@ -49,6 +52,9 @@ class WandbLogger(_LightningWandbLogger):
         project: W&B project.
         log_model: As in Lightning: True (checkpoints at the end of fit), ``"all"`` or False.
         online: True or False to force the mode; None to follow ``$WANDB_MODE`` (default offline).
+        id: The run id; an existing one continues that run (``lvm fit --ckpt_path`` sets it from the
+            checkpoint, see :class:`WandbRunId`).
+        resume: As in ``wandb.init``; ``"allow"`` when ``id`` is given.
         **kwargs: Passed on to Lightning's ``WandbLogger`` and ``wandb.init`` (``tags``, ``group``, ...).
     """
 
@@ -59,9 +65,15 @@ class WandbLogger(_LightningWandbLogger):
         project: str = "lvm",
         log_model: bool | str = True,
         online: bool | None = None,
+        id: str | None = None,  # noqa: A002 - wandb's name
+        resume: str | None = None,
         **kwargs: Any,
     ) -> None:
         mode = kwargs.pop("mode", None) or wandb_mode(online)
+        if id is not None:
+            kwargs.update(id=id, resume=resume or "allow")
+        elif resume is not None:
+            kwargs["resume"] = resume
         os.makedirs(save_dir, exist_ok=True)  # wandb falls back to a temp dir when it is missing
         super().__init__(
             name=name, save_dir=save_dir, project=project, log_model=log_model, mode=mode, **kwargs
@@ -69,6 +81,16 @@ class WandbLogger(_LightningWandbLogger):
         if self._wandb_init.get("anonymous") is None:  # wandb warns about the key even when unset
             self._wandb_init.pop("anonymous", None)
         self.mode = mode
+
+
+class WandbRunId(L.Callback):
+    """Keep the W&B run id in every checkpoint (key :data:`RUN_ID_KEY`), so that resuming continues the run."""
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        for logger in trainer.loggers:
+            if isinstance(logger, _LightningWandbLogger) and logger.version:
+                checkpoint[RUN_ID_KEY] = str(logger.version)
+                return
 
 
 class EstimatorTable(L.Callback):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from lvm.data.base import InMemoryDataModule, Split
 from lvm.data.binarized_mnist import BinarizedMNISTDataModule
+from lvm.data.file_data import FileDataModule
 from lvm.data.idx import read_idx
 from lvm.data.loader import InMemoryLoader, dist_info
 from lvm.data.mnist import MNISTDataModule, binarize_batch
@@ -15,6 +16,7 @@ from lvm.registry import Registry
 __all__ = [
     "DATAMODULES",
     "BinarizedMNISTDataModule",
+    "FileDataModule",
     "InMemoryDataModule",
     "InMemoryLoader",
     "MNISTDataModule",
@@ -37,5 +39,6 @@ for _name, _cls in (
     ("binarized_mnist", BinarizedMNISTDataModule),
     ("tabular", TabularDataModule),
     ("tensor", TensorDataModule),
+    ("files", FileDataModule),
 ):
     DATAMODULES.add(_name, _cls)

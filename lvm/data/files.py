@@ -49,5 +49,11 @@ def missing_files_error(
         f"variable LVM_DATA_DIR) to a folder that already holds {subdir}/. {hint}"
     )
     if cause is not None:
-        msg += f" The download failed with {type(cause).__name__}: {cause}"
+        text = str(cause)  # torchvision lists every mirror it tried: keep the first reason only
+        start = text.find("<urlopen error ")
+        if start >= 0:
+            reason = text[start + len("<urlopen error ") : text.find(">", start)]
+        else:
+            reason = f"{type(cause).__name__}: {(text.strip().splitlines() or [''])[0][:200]}"
+        msg += f" The download failed: {reason}"
     return FileNotFoundError(msg)

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import gzip
 import math
+import zlib
 from pathlib import Path
 
 import numpy as np
+
+from lvm.errors import CorruptFileError
 
 __all__ = ["IDX_DTYPES", "read_idx"]
 
@@ -27,11 +30,17 @@ def read_idx(path: str | Path) -> np.ndarray:
         A writable array of the stored shape, e.g. uint8 (60000, 28, 28) for MNIST images.
 
     Raises:
+        CorruptFileError: if the gzip stream is truncated or corrupt (names the file).
         ValueError: if the magic number is wrong or the size does not match the header.
     """
     raw = Path(path).read_bytes()
     if raw[:2] == b"\x1f\x8b":
-        raw = gzip.decompress(raw)
+        try:
+            raw = gzip.decompress(raw)
+        except (EOFError, zlib.error, gzip.BadGzipFile) as err:
+            raise CorruptFileError(
+                f"corrupt file {path}: {err} (delete it and copy or download it again)"
+            ) from err
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in IDX_DTYPES:
         raise ValueError(
             f"{path} is not an IDX file: magic bytes {raw[:4].hex()}, expected 0000 then a type code in "
