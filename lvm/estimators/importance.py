@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING, ClassVar
 from torch import Tensor
 
 from lvm.estimators.base import Estimate, Estimator
+from lvm.estimators.diagnostics import LogWeights
 from lvm.estimators.registry import register_estimator
 from lvm.estimators.sampling import LatentSampler, log_density
-from lvm.estimators.streaming import LogMeanExp
 
 if TYPE_CHECKING:
     from lvm.model import LatentVariableModel
@@ -39,10 +39,9 @@ class ImportanceSampling(Estimator):
         q = model.posterior(x)  # batch (B,), event (L,)
         log_prior = log_density(model.prior())
         sampler = LatentSampler(q, x.shape[0], index, seed)
-        acc = LogMeanExp()
+        acc = LogWeights(self.num_samples)
         for start, count in self.chunks(model, x):
             z, log_q = sampler.sample(start, count, with_log_prob=True)  # (C, B, L), (C, B)
             assert log_q is not None
             acc.update(model.observation(z).log_prob(x) + log_prior(z) - log_q)  # log w, (C, B)
-        log_px, ess, var = acc.results()
-        return Estimate(log_px, self.num_samples, ess, var)
+        return acc.estimate()
