@@ -2,10 +2,13 @@
 
 from lvm.estimators.allocator import keep_freed_memory
 from lvm.estimators.base import CHUNK_BYTES, Estimate, Estimator, normal_params
+from lvm.estimators.diagnostics import LogWeights, mc_stderr, pareto_k
 from lvm.estimators.elbo import ELBO
 from lvm.estimators.importance import ImportanceSampling
 from lvm.estimators.noise import NormalNoise, normal_noise
 from lvm.estimators.prior import PriorMonteCarlo
+from lvm.estimators.proposals import PROPOSALS
+from lvm.estimators.quadrature import Grid, Quadrature, grid_log_px
 from lvm.estimators.registry import ESTIMATORS, create_estimator, list_estimators, register_estimator
 from lvm.estimators.sampling import LatentSampler, log_density
 from lvm.estimators.streaming import LogMeanExp
@@ -14,18 +17,25 @@ __all__ = [
     "CHUNK_BYTES",
     "ELBO",
     "ESTIMATORS",
+    "PROPOSALS",
     "Estimate",
     "Estimator",
+    "Grid",
     "ImportanceSampling",
     "LatentSampler",
     "LogMeanExp",
+    "LogWeights",
     "NormalNoise",
     "PriorMonteCarlo",
+    "Quadrature",
     "create_estimator",
+    "grid_log_px",
     "keep_freed_memory",
     "list_estimators",
     "log_density",
+    "mc_stderr",
     "normal_noise",
     "normal_params",
+    "pareto_k",
     "register_estimator",
 ]
