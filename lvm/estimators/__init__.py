@@ -1,5 +1,6 @@
 """Estimators of log p(x), objects apart from the model, registered by name."""
 
+from lvm.estimators.ais import AnnealedImportanceSampling
 from lvm.estimators.allocator import keep_freed_memory
 from lvm.estimators.base import CHUNK_BYTES, Estimate, Estimator, normal_params
 from lvm.estimators.diagnostics import LogWeights, mc_stderr, pareto_k
@@ -14,6 +15,7 @@ from lvm.estimators.sampling import LatentSampler, log_density
 from lvm.estimators.streaming import LogMeanExp
 
 __all__ = [
+    "AnnealedImportanceSampling",
     "CHUNK_BYTES",
     "ELBO",
     "ESTIMATORS",
