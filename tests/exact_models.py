@@ -52,6 +52,11 @@ class LinearGaussian:
     a: Tensor  # (L, D)
     b: Tensor  # (D,)
     sd: Tensor  # (L,) posterior standard deviation
+    marginal: MultivariateNormal  # p(x), float64
+
+    def log_px(self, x: Tensor) -> Tensor:
+        """Exact log p(x), (N,) float64."""
+        return self.marginal.log_prob(x.double())
 
     def plant(self, scale: float = 1.0, shift: float = 0.0) -> LatentVariableModel:
         """Set q(z | x) = N(posterior mean + shift, (scale sd)^2) and return the model."""
@@ -77,7 +82,7 @@ def linear_gaussian(
     a = var[:, None] * w.T / s**2  # (L, D)
     marginal = MultivariateNormal(b, w @ w.T + s**2 * torch.eye(d, dtype=torch.float64))
     x = _sample(marginal, n, seed)
-    out = LinearGaussian(model, x.float(), marginal.log_prob(x.float().double()), a, b, var.sqrt())
+    out = LinearGaussian(model, x.float(), marginal.log_prob(x.float().double()), a, b, var.sqrt(), marginal)
     out.plant()
     return out
 

@@ -3,6 +3,7 @@
 from lvm.estimators.ais import AnnealedImportanceSampling
 from lvm.estimators.allocator import keep_freed_memory
 from lvm.estimators.base import CHUNK_BYTES, Estimate, Estimator, normal_params
+from lvm.estimators.bdmc import Sandwich, SandwichDistance, bdmc, compare_to_sandwich
 from lvm.estimators.diagnostics import LogWeights, mc_stderr, pareto_k
 from lvm.estimators.elbo import ELBO
 from lvm.estimators.importance import ImportanceSampling
@@ -29,7 +30,11 @@ __all__ = [
     "LogWeights",
     "NormalNoise",
     "PriorMonteCarlo",
+    "Sandwich",
+    "SandwichDistance",
     "Quadrature",
+    "bdmc",
+    "compare_to_sandwich",
     "create_estimator",
     "grid_log_px",
     "keep_freed_memory",
