@@ -124,3 +124,14 @@ def test_bad_input_is_rejected_before_any_work() -> None:
     with pytest.raises(ValueError, match=r"differentiable in z.*'gaussian'"):
         create_estimator("ais", num_samples=50, steps=100).estimate(model, torch.zeros(2, 3))
     assert decoder.rows == 2  # one probe chain, no annealing
+
+
+def test_runs_under_inference_mode_as_in_a_lightning_test_loop() -> None:
+    lg = linear_gaussian(n=4)
+    model = lg.plant(0.7)
+    est = create_estimator("ais", num_samples=3, steps=4, leapfrog_steps=2)
+    plain = est.estimate(model, lg.x, index=torch.arange(4))
+    with torch.inference_mode():
+        x = lg.x.clone()  # an inference tensor, as a test loop's batch is
+        inside = est.estimate(model, x, index=torch.arange(4))
+    torch.testing.assert_close(inside.log_px, plain.log_px)

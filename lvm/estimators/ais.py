@@ -51,9 +51,9 @@ def annealing_schedule(name: str, steps: int, radius: float = 4.0) -> list[float
 
 def check_differentiable(model: LatentVariableModel, x: Tensor, z: Tensor) -> None:
     """Raise ValueError if log p(x | z) carries no gradient to z (checked on one chain, before any work)."""
-    with torch.enable_grad():
-        z = z[:1].detach().requires_grad_(True)
-        log_lik = model.observation(z).log_prob(x)
+    with torch.inference_mode(False), torch.enable_grad():
+        z = z[:1].clone().requires_grad_(True)
+        log_lik = model.observation(z).log_prob(x.clone())
     if not log_lik.requires_grad:
         lik = getattr(model, "likelihood", None)
         name = getattr(lik, "name", type(lik).__name__)
@@ -102,10 +102,10 @@ def anneal(
     acceptance rate near ``target_accept`` (0.65, as in Wu et al. 2017, sec. 4). Adapted kernels
     depend on the chains' own past, which biases their weights (a per-chain version shrank the
     posterior's spread by 7% on a Gaussian), so estimators adapt on pilot chains and then run
-    the counted chains with the recorded step sizes. The
-    momenta and the test's uniforms are counter-based noise keyed by (seed, step, dataset index,
-    chain number ``chain_start + c``), so a chain does not depend on its batch or chunk. Gradients
-    come from ``log_prob`` by autograd (with respect to z only; parameter gradients are untouched).
+    the counted chains with the recorded step sizes. The momenta and the test's uniforms are
+    counter-based noise keyed by (seed, step, dataset index, chain number ``chain_start + c``),
+    so a chain does not depend on its batch or chunk. Gradients come from ``log_prob`` by
+    autograd (with respect to z only; parameter gradients are untouched).
 
     Args:
         model: The latent variable model.
@@ -129,12 +129,13 @@ def anneal(
     count, batch, dim = z.shape
     s = torch.ones_like(z[0]) if precondition is None else precondition.to(z.dtype)  # (B, L)
     log_norm = -scale.log().sum(-1) - 0.5 * dim * math.log(2 * math.pi)
-    log_prior = log_density(model.prior())
+    with torch.inference_mode(False):  # a test loop's inference tensors cannot be saved for backward
+        log_prior, x = log_density(model.prior()), x.clone()
 
     def evaluate(z: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """log gamma(z), its gradient, log r(z), its gradient."""
-        with torch.enable_grad():
-            z_ = z.detach().requires_grad_(True)
+        with torch.inference_mode(False), torch.enable_grad():
+            z_ = z.clone().requires_grad_(True)
             log_g = model.observation(z_).log_prob(x) + log_prior(z_)  # (C, B)
             (g_g,) = torch.autograd.grad(log_g.sum(), z_)
         u = (z - loc) / scale
