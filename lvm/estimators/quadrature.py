@@ -111,11 +111,12 @@ class Quadrature(Estimator):
     r"""log p(x) = log \int p(x | z) p(z) dz by the midpoint rule on a grid, for latent_dim <= 2.
 
     Deterministic and, up to its grid error, exact: the reference against which the Monte
-    Carlo estimators are checked (the dense quadrature of the seed-000 2-D VAE). The grid
-    [-lim, lim]^L has ``points`` cells per axis; the estimate is also computed on the grid with
-    ``points // 2`` cells, and |log p_n - log p_{n/2}| is reported as ``mc_stderr``: for the
-    midpoint rule's O(h^2) error it bounds the fine grid's error by about a third of itself.
-    It does not see mass outside the box (with the standard normal prior, 2e-9 of it for
+    Carlo estimators are checked on models with a 2-D latent space (such as the 2-D latent VAE
+    of Kingma & Welling 2014, fig. 4). The grid [-lim, lim]^L has ``points`` cells per axis; the
+    estimate is also computed on the grid with ``points // 2`` cells, and
+    |log p_n - log p_{n/2}| is reported as ``mc_stderr``: with the midpoint rule's O(h^2)
+    error that is about three times the fine grid's own error, a conservative bound.
+    It does not see mass outside the box (with the standard normal prior, about 4e-9 of it for
     lim = 6, but a posterior can lie further out); raise ``lim`` when in doubt.
 
     Args:
