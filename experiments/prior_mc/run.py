@@ -147,7 +147,7 @@ def posterior_panel(
     q = model.posterior(x0[None])
     mu, sd = q.mean[0].detach(), q.stddev[0].detach()
     g = Grid(lim=4.0, n=300)
-    z = g.points(torch.float32)
+    z = g.points(dtype=torch.float32)
     lj = _log_joint(model, x0, z)
     lim = (-4.0, 4.0, -4.0, 4.0)
     if zoom:  # re-grid on a window holding q's 3-s.d. ellipse and the posterior's mode
@@ -155,7 +155,7 @@ def posterior_panel(
         lo = torch.minimum(mode, mu - 3 * sd) - 0.4
         hi = torch.maximum(mode, mu + 3 * sd) + 0.4
         c, half = (lo + hi) / 2, float((hi - lo).max()) / 2
-        z = Grid(lim=half, n=300).points(torch.float32) + c
+        z = Grid(lim=half, n=300).points(dtype=torch.float32) + c
         lim = (float(c[0]) - half, float(c[0]) + half, float(c[1]) - half, float(c[1]) + half)
     n = math.isqrt(len(z))
     post = torch.softmax(_log_joint(model, x0, z), 0).reshape(n, n).T.numpy()  # [y, x]

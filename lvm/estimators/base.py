@@ -29,12 +29,20 @@ class Estimate:
         ess: Effective sample size of the normalised importance weights, (sum w)^2 / sum w^2, (B,),
             or None for an estimator without weights (the ELBO).
         log_weight_var: Sample variance of the log weights, (B,), or None.
+        mc_stderr: Monte Carlo standard error of each datapoint's own log p-hat, (B,), or None:
+            the delta method on the weights (:func:`~lvm.estimators.diagnostics.mc_stderr`), the
+            spread of independent chains for AIS, the grid error for quadrature.
+        pareto_k: Shape of a generalised Pareto fit to the largest weights, (B,), or None
+            (Vehtari et al., "Pareto smoothed importance sampling"); above 0.7 the weights'
+            variance is effectively infinite and ``mc_stderr`` cannot be trusted.
     """
 
     log_px: Tensor
     num_samples: int
     ess: Tensor | None = None
     log_weight_var: Tensor | None = None
+    mc_stderr: Tensor | None = None
+    pareto_k: Tensor | None = None
 
     @property
     def nll(self) -> Tensor:

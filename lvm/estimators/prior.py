@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING, ClassVar
 from torch import Tensor
 
 from lvm.estimators.base import Estimate, Estimator
+from lvm.estimators.diagnostics import LogWeights
 from lvm.estimators.registry import register_estimator
 from lvm.estimators.sampling import LatentSampler
-from lvm.estimators.streaming import LogMeanExp
 
 if TYPE_CHECKING:
     from lvm.model import LatentVariableModel
@@ -37,9 +37,8 @@ class PriorMonteCarlo(Estimator):
 
     def _estimate(self, model: LatentVariableModel, x: Tensor, index: Tensor | None, seed: int) -> Estimate:
         sampler = LatentSampler(model.prior(), x.shape[0], index, seed)
-        acc = LogMeanExp()
+        acc = LogWeights(self.num_samples)
         for start, count in self.chunks(model, x):
             z, _ = sampler.sample(start, count)  # (C, B, L)
             acc.update(model.observation(z).log_prob(x))  # (C, B)
-        log_px, ess, var = acc.results()
-        return Estimate(log_px, self.num_samples, ess, var)
+        return acc.estimate()
