@@ -25,6 +25,7 @@ from lvm.errors import CorruptFileError
 __all__ = [
     "DATAMODULE_KEY",
     "AtomicCheckpointIO",
+    "load_vae",
     "read_checkpoint",
     "record_datamodule",
     "remove_stale_temporaries",
@@ -110,6 +111,21 @@ def read_checkpoint(
             f"(hyperparameters {sorted(hparams)[:6]})"
         )
     return ckpt
+
+
+def load_vae(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[Any, dict[str, Any]]:
+    """The ``VAE`` of a checkpoint on ``device`` and the checkpoint dict, read once by :func:`read_checkpoint`.
+
+    Raises:
+        FileNotFoundError, IsADirectoryError, CorruptFileError: as :func:`read_checkpoint`.
+    """
+    from lvm.vae import VAE
+
+    ckpt = read_checkpoint(path)
+    hparams = {k: v for k, v in ckpt["hyper_parameters"].items() if not k.startswith("_")}
+    vae = VAE(**hparams)
+    vae.load_state_dict(ckpt["state_dict"])
+    return vae.to(device), ckpt
 
 
 def _pid_alive(pid: int) -> bool:

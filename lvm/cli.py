@@ -1,4 +1,4 @@
-"""The ``lvm`` command: fit/validate/test (LightningCLI), ``compare`` and ``configs``, one line per user error."""
+"""The ``lvm`` command: fit/validate/test (LightningCLI), ``compare``, ``bdmc``, ``configs``; one line per user error."""
 
 from __future__ import annotations
 
@@ -38,7 +38,8 @@ def _description() -> str:
         f"configs:     {', '.join(bundled_configs())} (bundled: lvm fit --config NAME; lvm configs shows paths)",
         "",
         "Subcommands: fit, validate, test (Lightning: lvm fit --help), compare (log p(x) estimators "
-        "side by side: lvm compare --help), configs (the bundled configs and their paths).",
+        "side by side: lvm compare --help), bdmc (a bidirectional Monte Carlo sandwich of log p(x) on "
+        "data simulated from a checkpoint: lvm bdmc --help), configs (the bundled configs and their paths).",
         "Errors are one line; --debug (or LVM_DEBUG=1) shows the traceback.",
         "Example: lvm fit --config mnist_vae",
     ]
@@ -105,7 +106,7 @@ def _batch_counts(args: list[str]) -> dict[str, int]:
 
 def _print_help() -> int:
     print(
-        "usage: lvm [-h] {fit,validate,test,compare,configs} ...   (lvm SUBCOMMAND --help for its options)\n"
+        "usage: lvm [-h] {fit,validate,test,compare,bdmc,configs} ...   (lvm SUBCOMMAND --help for its options)\n"
     )
     print(_description())
     return 0
@@ -121,6 +122,10 @@ def main(argv: list[str] | None = None) -> int:
         from lvm.compare import main as compare_main
 
         return run_command("lvm compare", compare_main, args[1:])
+    if args and args[0] == "bdmc":
+        from lvm.bdmc_command import main as bdmc_main
+
+        return run_command("lvm bdmc", bdmc_main, args[1:])
     if args and args[0] == "configs":
         return run_command("lvm configs", _configs_command, args[1:])
     if [a for a in args if a != "--debug"] in (["-h"], ["--help"]):

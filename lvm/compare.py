@@ -12,17 +12,18 @@ from typing import Any
 
 import torch
 
-from lvm.checkpoint import DATAMODULE_KEY, read_checkpoint
+from lvm.checkpoint import DATAMODULE_KEY, load_vae
 from lvm.errors import CommandParser
 from lvm.estimators import create_estimator, list_estimators
 from lvm.evaluate import Spec, compare_estimators
 from lvm.registry import PluginError
 from lvm.report import COLUMNS, EXTRA_COLUMNS, ComparisonRow, format_table, tail_warning, write_report
 
-__all__ = ["build_parser", "load_datamodule", "main"]
+__all__ = ["build_parser", "estimator_specs", "int_list", "load_datamodule", "main"]
 
 
-def _int_list(text: str) -> list[int]:
+def int_list(text: str) -> list[int]:
+    """``"1,10,100"`` as positive integers (an argparse type)."""
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
@@ -34,7 +35,7 @@ def _int_list(text: str) -> list[int]:
     return values
 
 
-def _specs(text: str) -> list[Spec]:
+def estimator_specs(text: str) -> list[Spec]:
     """``"elbo,importance"``, or a YAML list such as ``"[elbo, {name: importance, chunk_size: 50}]"``."""
     if not text.lstrip().startswith("["):
         return [n.strip() for n in text.split(",") if n.strip()]
@@ -66,14 +67,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--estimators",
         default="elbo,importance,prior",
-        type=_specs,
+        type=estimator_specs,
         help=f"comma-separated estimator names (known: {', '.join(list_estimators())}), or a YAML list "
         "of names and {name: ..., <options>} specs.",
     )
     parser.add_argument(
         "--num-samples",
         default=[1, 10, 100, 1000, 5000],
-        type=_int_list,
+        type=int_list,
         help="comma-separated K, samples of z per datapoint (default 1,10,100,1000,5000).",
     )
     parser.add_argument("--limit", type=int, default=None, help="use only the first N test datapoints.")
@@ -118,17 +119,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--wandb-project", default="lvm", help="W&B project (default lvm).")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar.")
     return parser
-
-
-def _read_checkpoint(path: Path, device: str) -> tuple[Any, dict[str, Any]]:
-    """(the VAE, the checkpoint dict), read once; ``weights_only=True`` unless the file needs more (warned)."""
-    from lvm.vae import VAE
-
-    ckpt = read_checkpoint(path)  # a missing, empty, truncated or foreign file: an error naming it
-    hparams = {k: v for k, v in ckpt["hyper_parameters"].items() if not k.startswith("_")}
-    vae = VAE(**hparams)
-    vae.load_state_dict(ckpt["state_dict"])
-    return vae.to(device), ckpt
 
 
 def _data_class(name: str) -> type:
@@ -256,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace, device: str) -> int:
     for spec in args.estimators:
         create_estimator(spec)  # fail on an unknown name before loading anything
-    vae, ckpt = _read_checkpoint(args.ckpt, device)
+    vae, ckpt = load_vae(args.ckpt, device)
     dm, data_spec = load_datamodule(ckpt, args.data_config, args.data_class)
     rows = compare_estimators(
         vae,

@@ -19,8 +19,12 @@ __all__ = [
     "ComparisonRow",
     "Datapoints",
     "format_table",
+    "format_value",
     "plot_rows",
     "tail_warning",
+    "text_table",
+    "write_csv",
+    "write_json",
     "write_report",
 ]
 
@@ -119,7 +123,8 @@ EXTRA_COLUMNS = ("num_datapoints", "mean_nll", "bits_per_dim", "mean_log_weight_
 DATAPOINT_COLUMNS = ("estimator", "K", "index", "log_px", "mc_stderr", "pareto_k", "ess")
 
 
-def _fmt(value: Any) -> str:
+def format_value(value: Any) -> str:
+    """A table cell: '-' for None, floats with 3 decimals (fewer digits above 100, 3 significant below 1e-3)."""
     if value is None:
         return "-"
     if isinstance(value, float):
@@ -129,6 +134,31 @@ def _fmt(value: Any) -> str:
             return f"{value:.1f}"
         return f"{value:.3g}" if 0 < abs(value) < 1e-3 else f"{value:.3f}"
     return str(value)
+
+
+def text_table(header: Sequence[str], cells: Sequence[Sequence[str]]) -> str:
+    """Columns aligned under ``header`` and a rule: the first left-aligned, the others right-aligned."""
+    lines_in = [list(header), *(list(c) for c in cells)]
+    widths = [max(len(line[i]) for line in lines_in) for i in range(len(header))]
+    lines = [
+        "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths)))
+        for line in lines_in
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def write_json(path: Path, content: dict[str, Any]) -> None:
+    """``content`` as indented JSON (values JSON cannot hold written as strings)."""
+    path.write_text(json.dumps(content, indent=1, default=str) + "\n")
+
+
+def write_csv(path: Path, rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
+    """One line per dict, the given ``columns`` only, with a header line."""
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(columns), extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def format_table(rows: Sequence[ComparisonRow], bits_per_dim: bool = False) -> str:
@@ -142,16 +172,9 @@ def format_table(rows: Sequence[ComparisonRow], bits_per_dim: bool = False) -> s
         value = getattr(row, key)
         if key == "share_k_over_0_7" and value is not None:
             return f"{100 * value:.0f}%"
-        return _fmt(value)
+        return format_value(value)
 
-    cells = [list(cols.values())] + [[cell(r, k) for k in cols] for r in rows]
-    widths = [max(len(line[i]) for line in cells) for i in range(len(cols))]
-    lines = [
-        "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths)))
-        for line in cells
-    ]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return text_table(list(cols.values()), [[cell(r, k) for k in cols] for r in rows])
 
 
 def tail_warning(rows: Sequence[ComparisonRow]) -> str | None:
@@ -181,11 +204,8 @@ def write_report(
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "compare.json", "csv": out / "compare.csv", "png": out / "compare.png"}
     dicts = [r.to_dict(per_datapoint) for r in rows]
-    paths["json"].write_text(json.dumps({**meta, "rows": dicts}, indent=1, default=str) + "\n")
-    with paths["csv"].open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=[*COLUMNS, *EXTRA_COLUMNS], extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(dicts)
+    write_json(paths["json"], {**meta, "rows": dicts})
+    write_csv(paths["csv"], dicts, [*COLUMNS, *EXTRA_COLUMNS])
     if per_datapoint:
         paths["datapoints_csv"] = out / "compare_datapoints.csv"
         with paths["datapoints_csv"].open("w", newline="") as f:

@@ -62,6 +62,8 @@ class SandwichDistance:
         above_lower: Mean of log p-hat - lower.
         width: Mean width of the sandwich.
         inside: Share of datapoints with lower <= log p-hat <= upper.
+        mc_stderr: Monte Carlo standard error of ``mean_log_px``, sqrt(sum_n se_n^2) / N from
+            each datapoint's ``Estimate.mc_stderr``, or None if the estimator does not report it.
     """
 
     estimator: str
@@ -70,6 +72,7 @@ class SandwichDistance:
     above_lower: float
     width: float
     inside: float
+    mc_stderr: float | None = None
 
 
 @torch.no_grad()
@@ -194,7 +197,9 @@ def compare_to_sandwich(
     rows = []
     for spec in estimators:
         est = spec if isinstance(spec, Estimator) else create_estimator(spec)
-        log_px = est.estimate(model, sandwich.x, index=index, seed=seed).log_px.to(sandwich.lower.dtype)
+        result = est.estimate(model, sandwich.x, index=index, seed=seed)
+        log_px = result.log_px.to(sandwich.lower.dtype)
+        se = result.mc_stderr
         inside = (log_px >= sandwich.lower) & (log_px <= sandwich.upper)
         rows.append(
             SandwichDistance(
@@ -204,6 +209,7 @@ def compare_to_sandwich(
                 above_lower=float((log_px - sandwich.lower).mean()),
                 width=float(sandwich.width.mean()),
                 inside=float(inside.float().mean()),
+                mc_stderr=None if se is None else float(se.double().square().sum().sqrt() / len(se)),
             )
         )
     return rows
