@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import dataclasses
 import json
 import math
 import os
@@ -12,7 +11,6 @@ import sys
 from pathlib import Path
 from typing import ClassVar
 
-import lightning as L
 import pytest
 import torch
 import yaml
@@ -107,8 +105,8 @@ def test_rows_are_the_statistics_of_the_per_datapoint_estimates() -> None:
             assert r.mean_ess is None and r.datapoints.ess is None and r.max_pareto_k is None
         else:
             assert r.mean_ess == pytest.approx(direct.ess.double().mean().item(), rel=1e-5)
-        mc = getattr(direct, "mc_stderr", None)  # reported once Estimate carries it
-        assert (r.mean_mc_stderr is None) == (mc is None)
+        mc = direct.mc_stderr
+        assert (r.mean_mc_stderr is None) == (mc is None) == (r.estimator == "elbo")
         if mc is not None:
             assert r.mean_mc_stderr == pytest.approx(mc.double().mean().item(), rel=1e-5, nan_ok=True)
     table = format_table(rows).splitlines()
@@ -179,14 +177,6 @@ def test_bad_arguments_fail_before_any_work() -> None:
         compare_estimators(model, x, ["elbo"], [0])
 
 
-@dataclasses.dataclass(frozen=True)
-class Diagnosed(Estimate):
-    """An Estimate with the tail diagnostics (fields that lvm's own Estimate may already carry)."""
-
-    mc_stderr: Tensor | None = None
-    pareto_k: Tensor | None = None
-
-
 class PlantedTail(Estimator):
     """log p-hat = -index, MC SE = K^-1/2; Pareto k = index / 10 for K >= 10, 0.1 for K >= 4, else NaN."""
 
@@ -198,7 +188,7 @@ class PlantedTail(Estimator):
         if self.num_samples < 4:
             k = torch.full_like(k, math.nan)  # too few weights to fit a tail
         mc = torch.full_like(k, self.num_samples**-0.5)
-        return Diagnosed(-index.float(), self.num_samples, mc_stderr=mc, pareto_k=k)
+        return Estimate(-index.float(), self.num_samples, mc_stderr=mc, pareto_k=k)
 
 
 @pytest.fixture
@@ -232,8 +222,6 @@ def test_mc_stderr_pareto_k_and_the_warning_line(planted: None) -> None:
 
 @pytest.mark.parametrize(("width", "warned"), [(0.5, True), (1.3, False)])
 def test_a_q_narrower_than_the_posterior_is_warned_about(width: float, warned: bool) -> None:
-    if "pareto_k" not in {f.name for f in dataclasses.fields(Estimate)}:
-        pytest.skip("Estimate has no pareto_k yet")
     model, x = linear_gaussian(width)
     rows = compare_estimators(model, x, ["importance"], [1000])
     assert (tail_warning(rows) is not None) == warned
@@ -242,25 +230,6 @@ def test_a_q_narrower_than_the_posterior_is_warned_about(width: float, warned: b
 
 
 # -- the command ---------------------------------------------------------------------------------------
-def tabular_vae() -> lvm.VAE:
-    return lvm.VAE(data_shape=[3], latent_dim=2, encoder={"name": "mlp", "hidden": [8]},
-                   decoder={"name": "mlp", "hidden": [8]}, likelihood="gaussian")  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A checkpoint written by a Trainer after one step on a 13-point tabular test split."""
-    folder = tmp_path_factory.mktemp("ckpt")
-    torch.manual_seed(0)
-    trainer = L.Trainer(max_steps=1, accelerator="cpu", logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, default_root_dir=folder)  # fmt: skip
-    trainer.fit(
-        tabular_vae(), datamodule=TabularDataModule(n_train=16, n_val=0, n_test=13, batch_size=8, seed=4)
-    )
-    trainer.save_checkpoint(folder / "model.ckpt")
-    return folder / "model.ckpt"
-
-
 def test_the_checkpoint_records_its_data_module_and_compare_rebuilds_it(
     checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -297,6 +266,26 @@ def test_the_checkpoint_records_its_data_module_and_compare_rebuilds_it(
     assert len(points) == 4 * 13 and points[13]["K"] == "5" and points[13]["index"] == "0"
     assert float(points[13]["log_px"]) == pytest.approx(saved["rows"][1]["datapoints"]["log_px"][0])
     assert (tmp_path / "a" / "compare.png").stat().st_size > 1000
+
+
+def test_the_table_shows_mc_stderr_and_pareto_k_of_importance_rows(
+    checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["--ckpt", str(checkpoint), "--estimators", "elbo,importance", "--num-samples", "30",
+            "--no-progress", "--device", "cpu", "--out", str(tmp_path)]  # fmt: skip
+    assert main(argv) == 0
+    elbo, imp = (line.split() for line in capsys.readouterr().out.splitlines()[2:4])
+    elbo_row, imp_row = json.loads((tmp_path / "compare.json").read_text())["rows"]
+    assert elbo[:2] == ["elbo", "30"] and elbo[4:8] == ["-", "-", "-", "-"]
+    assert imp_row["max_pareto_k"] is not None and math.isfinite(imp_row["max_pareto_k"])  # K >= 25: fitted
+    assert imp[:2] == ["importance", "30"]
+    assert imp[4:8] == [
+        f"{imp_row['mean_mc_stderr']:.3f}",
+        f"{imp_row['mean_ess']:.3f}",
+        f"{imp_row['max_pareto_k']:.3f}",
+        f"{100 * imp_row['share_k_over_0_7']:.0f}%",
+    ]
+    assert imp_row["mean_mc_stderr"] > 0 and elbo_row["mean_mc_stderr"] is None
 
 
 def test_checkpoints_without_the_record_need_the_data_named(
