@@ -173,7 +173,7 @@ def format_tables(bounds: Sequence[BoundsRow], rows: Sequence[SandwichRow]) -> s
     )  # fmt: skip
     t = rows[0].T if rows else "-"
     bottom = text_table(
-        ["estimator", "K", "mean log p(x)", "MC SE", f"- lower(T={t})", f"upper(T={t}) -", "inside", "seconds"],
+        ["estimator", "K", "mean log p(x)", "MC SE", f"above lower(T={t})", f"below upper(T={t})", "inside", "seconds"],
         [[r.estimator, str(r.K), format_value(r.mean_log_px), format_value(r.mc_stderr),
           format_value(r.above_lower), format_value(r.below_upper), f"{100 * r.inside:.0f}%",
           format_value(r.seconds)] for r in rows],
