@@ -102,3 +102,10 @@ def test_run_bdmc_checks_its_arguments_before_any_work(checkpoint: Path) -> None
         run_bdmc(model, 4, [3], 2, ["elbo"], [0])
     with pytest.raises(ValueError, match="unknown start 'data'; allowed: posterior, prior"):
         run_bdmc(model, 4, [3], 2, ["elbo"], [1], start="data")
+
+
+def test_lvm_help_lists_bdmc(capsys: pytest.CaptureFixture[str]) -> None:
+    assert lvm_main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: lvm [-h] {fit,validate,test,compare,bdmc,configs} ...")
+    assert "bdmc (a bidirectional Monte Carlo sandwich" in " ".join(out.split())
