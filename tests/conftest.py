@@ -1,7 +1,8 @@
-"""Fixtures shared by the command tests: a small checkpoint written by a real Trainer."""
+"""Fixtures shared by several test modules: one torch thread, and a small checkpoint written by a real Trainer."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import lightning as L
@@ -10,6 +11,15 @@ import torch
 
 import lvm
 from lvm.data import TabularDataModule
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """One torch thread for the test: AIS and BDMC run thousands of small ops, where thread wake-ups dominate."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def tabular_vae() -> lvm.VAE:

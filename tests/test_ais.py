@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 from exact_models import Identity, bernoulli_2d, linear_gaussian, sample_data
@@ -15,14 +13,7 @@ from lvm.estimators.ais import anneal, annealing_schedule
 from lvm.estimators.quadrature import Grid, grid_log_px
 from lvm.likelihoods import Gaussian
 
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """AIS runs thousands of small ops; on a busy 2-core machine each costs ms of thread wake-ups."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class Spy(nn.Module):

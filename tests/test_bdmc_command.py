@@ -5,11 +5,9 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
 
 from lvm.bdmc_command import run_bdmc
 from lvm.checkpoint import load_vae
@@ -20,12 +18,7 @@ from lvm.estimators.bdmc import bdmc, compare_to_sandwich
 N, CHAINS, SEED = 20, 3, 5
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def same(a: float | None, b: float | None) -> bool:

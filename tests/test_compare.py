@@ -14,6 +14,7 @@ from typing import ClassVar
 import pytest
 import torch
 import yaml
+from exact_models import Identity
 from scipy import stats
 from torch import Tensor, nn
 
@@ -42,17 +43,6 @@ def binary_model(d: int = 8, seed: int = 0) -> LatentVariableModel:
 
 def binary_data(n: int, d: int = 8, seed: int = 1) -> Tensor:
     return (torch.rand(n, d, generator=torch.Generator().manual_seed(seed)) < 0.3).float()
-
-
-class Identity(nn.Module):
-    """Encoder body f_e(x) = x, so the posterior head is an affine map of x."""
-
-    def __init__(self, width: int) -> None:
-        super().__init__()
-        self.out_features = width
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x
 
 
 def linear_gaussian(width: float, n: int = 40) -> tuple[LatentVariableModel, Tensor]:

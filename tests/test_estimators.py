@@ -11,9 +11,9 @@ import lightning as L
 import pytest
 import torch
 import torch.nn.functional as F
+from exact_models import MIN_SCALE, Identity, linear_gaussian, set_head
 from scipy import stats
 from torch import Tensor, nn
-from torch.distributions import MultivariateNormal
 
 from lvm import (
     LatentVariableModel,
@@ -26,26 +26,14 @@ from lvm import (
 from lvm.encoders.mlp import MLPDecoder
 from lvm.estimators import ESTIMATORS, Estimate, Estimator, LogMeanExp, normal_noise
 from lvm.estimators.noise import _GAMMA, _mix64_int
-from lvm.likelihoods import Bernoulli, Gamma, Gaussian
+from lvm.likelihoods import Bernoulli, Gamma
 from lvm.likelihoods.base import inverse_softplus
 from lvm.metrics import MeanWithStdErr
 
 torch.set_num_threads(2)
-MIN_SCALE = 1e-5  # DiagonalGaussianHead's floor on sigma
 
 
 # -- models built from lvm's own parts ----------------------------------------------------------
-class Identity(nn.Module):
-    """Encoder body f_e(x) = x, so the posterior head is an affine map of x."""
-
-    def __init__(self, width: int) -> None:
-        super().__init__()
-        self.out_features = width
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x
-
-
 class Lookup(nn.Module):
     """Encoder body that returns stored features for stored datapoints (a posterior set by hand)."""
 
@@ -60,40 +48,13 @@ class Lookup(nn.Module):
         return self.features[rows]
 
 
-def set_head(model: LatentVariableModel, weight: Tensor, bias: Tensor, scale: Tensor) -> None:
-    """q(z | x) = N(weight h + bias, diag(scale^2)) through lvm's DiagonalGaussianHead."""
-    L_ = model.latent_dim
-    lin = model.posterior_head.linear
-    with torch.no_grad():
-        lin.weight.zero_()
-        lin.weight[:L_] = weight
-        lin.bias[:L_] = bias
-        lin.bias[L_:] = inverse_softplus(scale - MIN_SCALE)
-
-
 def ppca(d: int = 6, latent: int = 2, s: float = 0.5, n: int = 200, seed: int = 0):
     """x = W z + b + s noise with orthogonal columns of W, so the exact posterior is diagonal.
 
     Returns the model (q = exact posterior), data (n, d), exact log p(x) (n,) and the posterior (A, c, sd).
     """
-    g = torch.Generator().manual_seed(seed)
-    q_, _ = torch.linalg.qr(torch.randn(d, latent, generator=g, dtype=torch.float64))
-    w = q_ * torch.tensor([2.0, 0.7], dtype=torch.float64)[:latent]  # W^T W = diag(4, 0.49)
-    b = torch.randn(d, generator=g, dtype=torch.float64)
-    decoder = nn.Linear(latent, d)
-    with torch.no_grad():
-        decoder.weight.copy_(w)
-        decoder.bias.copy_(b)
-    model = LatentVariableModel(
-        Identity(d), decoder, Gaussian((d,), scale="fixed", init_scale=s), latent
-    ).eval()
-    cov = 1 / (1 + (w * w).sum(0) / s**2)  # (L,) diagonal of (I + W^T W / s^2)^-1
-    a = cov[:, None] * w.T / s**2  # (L, D): posterior mean = A (x - b)
-    set_head(model, a.float(), (-a @ b).float(), cov.sqrt().float())
-    marginal = MultivariateNormal(b, w @ w.T + s**2 * torch.eye(d, dtype=torch.float64))
-    torch.manual_seed(seed)
-    x = marginal.sample((n,))
-    return model, x.float(), marginal.log_prob(x), (a, b, cov.sqrt())
+    lg = linear_gaussian(d, latent, s, n, seed)
+    return lg.model, lg.x, lg.exact, (lg.a, lg.b, lg.sd)
 
 
 def two_d_model(likelihood: str, d: int, seed: int = 0) -> LatentVariableModel:

@@ -39,6 +39,7 @@ def run_seed(seed: int, config: Path, out: Path) -> dict:
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
         f.write(_config_for(seed, config))
     cmd = [sys.executable, "-m", "lvm.cli", "fit", "--config", f.name, "--seed_everything", str(seed)]
+    cmd += ["--trainer.enable_progress_bar", "false"]  # the log keeps the epoch lines, not a progress bar
     log = out / f"seed{seed}.log"
     print("$", " ".join(cmd[1:]), f"> {log}", flush=True)
     start = time.perf_counter()
