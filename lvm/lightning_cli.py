@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -63,8 +64,20 @@ class LVMCLI(LightningCLI):
         super().parse_arguments(parser, args)
         sub = self.config.get("subcommand")
         ckpt = self.config[sub].get("ckpt_path") if sub else None
+        if str(ckpt) == "last":  # the ModelCheckpoint's last.ckpt, where the config names its folder
+            ckpt = self._configured_last_checkpoint(sub)
         if ckpt and str(ckpt) not in ("last", "best", "hpc") and "://" not in str(ckpt):
             self._checkpoint = read_checkpoint(ckpt)
+
+    def _configured_last_checkpoint(self, sub: str) -> Path | None:
+        """``<dirpath>/last.ckpt`` of a ModelCheckpoint in the config that has one, else None."""
+        callbacks = self.config[sub].trainer.get("callbacks") or []
+        for cb in callbacks if isinstance(callbacks, list) else [callbacks]:
+            if str(getattr(cb, "class_path", "")).endswith("ModelCheckpoint"):
+                dirpath = (getattr(cb, "init_args", None) or {}).get("dirpath")
+                if dirpath and (Path(dirpath) / "last.ckpt").is_file():
+                    return Path(dirpath) / "last.ckpt"
+        return None
 
     def before_instantiate_classes(self) -> None:
         """Resuming a fit: a W&B logger without an ``id`` continues the run saved in the checkpoint."""

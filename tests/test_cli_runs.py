@@ -91,7 +91,10 @@ def test_private_wandb_init_still_holds_the_init_arguments(tmp_path: Path) -> No
     assert logger._wandb_init["project"] == "lvm" and "anonymous" not in logger._wandb_init
 
 
-def test_resumed_fit_continues_the_same_wandb_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("resume_from", ["file", "last"])
+def test_resumed_fit_continues_the_same_wandb_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, resume_from: str
+) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
@@ -101,18 +104,20 @@ def test_resumed_fit_continues_the_same_wandb_run(tmp_path: Path, monkeypatch: p
         "class_path": "lvm.loggers.WandbLogger",
         "init_args": {"save_dir": str(tmp_path / "runs"), "log_model": False},
     }
-    cfg = tiny_fit_config(tmp_path, logger=logger, enable_checkpointing=True)
+    checkpoints = {
+        "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+        "init_args": {"dirpath": str(tmp_path / "runs" / "ckpts"), "save_last": True},
+    }
+    cfg = tiny_fit_config(tmp_path, logger=logger, callbacks=[checkpoints])
     import wandb
 
     try:
         assert lvm_main(["fit", "--config", str(cfg)]) == 0
         wandb.finish()
-        (ckpt,) = (tmp_path / "runs").rglob("*.ckpt")
+        ckpt = tmp_path / "runs" / "ckpts" / "last.ckpt"
         run_id = torch.load(ckpt, weights_only=True)[RUN_ID_KEY]
-        assert (
-            lvm_main(["fit", "--config", str(cfg), "--trainer.max_epochs", "2", "--ckpt_path", str(ckpt)])
-            == 0
-        )
+        path = str(ckpt) if resume_from == "file" else "last"
+        assert lvm_main(["fit", "--config", str(cfg), "--trainer.max_epochs", "2", "--ckpt_path", path]) == 0
     finally:
         wandb.finish()
     runs = sorted((tmp_path / "runs" / "wandb").glob("offline-run-*"))
