@@ -1,4 +1,4 @@
-"""The prior_mc experiment's quadrature helper against closed forms, and the tabular baselines."""
+"""The prior_mc experiment's quadrature helper against closed forms, the tabular baselines and the experiments' budgets."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+import numpy as np
 import pytest
 import torch
+import yaml
 from torch.distributions import MultivariateNormal
 
 from lvm import LatentVariableModel
@@ -111,3 +113,56 @@ def test_grid_weights_integrate_the_prior_to_one() -> None:
     log_prior = -0.5 * z.square().sum(-1) - math.log(2 * math.pi)
     total = torch.logsumexp(log_prior, 0) + 2 * math.log(g.h)
     assert abs(total.item()) < 1e-8
+
+
+mnist_run = _load("experiments/mnist/run.py", "mnist_run")
+prior_mc_run = _load("experiments/prior_mc/run.py", "prior_mc_run")
+
+
+def test_stage_epochs_follow_the_iwae_schedule_and_the_config_uses_three_stages() -> None:
+    # Burda et al. (2016), sec. 5: 3^i epochs for stage i, 3,280 in all for i = 0..7
+    assert [mnist_run.stage_epochs(s) for s in (1, 2, 3, 8)] == [1, 4, 13, 3280]
+    with pytest.raises(SystemExit, match="1..8"):
+        mnist_run.stage_epochs(9)
+    cfg = yaml.safe_load((ROOT / "experiments/mnist/iwae.yaml").read_text())
+    assert cfg["trainer"]["max_epochs"] == mnist_run.stage_epochs(3)
+    assert cfg["data"]["init_args"]["batch_size"] == 20 and cfg["model"]["lr_schedule"] == "iwae"
+
+
+def test_no_experiment_config_has_a_wall_clock_budget() -> None:
+    for path in [*ROOT.glob("experiments/**/*.yaml"), *ROOT.glob("lvm/configs/*.yaml")]:
+        text = path.read_text()
+        assert "max_time" not in text and "max_minutes" not in text, path
+
+
+def _run(variant: str, seed: int, nll: float) -> dict:
+    return {
+        "variant": variant,
+        "seed": seed,
+        "epochs": 13,
+        "test_nll": nll,
+        "test_elbo": -nll - 5,
+        "train_seconds": 1.0,
+    }
+
+
+def test_iwae_ordering_must_hold_beyond_the_seeds_spread() -> None:
+    runs = [_run("vae_k1", s, v) for s, v in enumerate((90.0, 90.2, 89.8))]
+    runs += [_run("iwae_k5", s, v) for s, v in enumerate((89.0, 89.2, 88.8))]
+    runs += [_run("iwae_k50", s, v) for s, v in enumerate((88.0, 88.2, 87.8))]
+    s = mnist_run.summarise(runs, static=False)
+    assert s["variants"]["vae_k1"]["test_nll"]["mean"] == pytest.approx(90.0)
+    assert s["variants"]["vae_k1"]["test_nll"]["sd"] == pytest.approx(0.2)
+    assert s["variants"]["iwae_k5"]["paper_fraction"] == pytest.approx(13 / 3280)
+    # differences 1.0 > sqrt(0.2^2 + 0.2^2) = 0.283: holds
+    assert s["ordering_holds_beyond_spread"]
+    assert s["ordering"][0]["spread"] == pytest.approx(0.08**0.5)
+    # k = 50 only 0.2 better than k = 5: within the spread
+    runs[-3:] = [_run("iwae_k50", s, v) for s, v in enumerate((88.8, 89.0, 88.6))]
+    assert not mnist_run.summarise(runs, static=False)["ordering_holds_beyond_spread"]
+
+
+def test_prior_mc_curve_se_comes_from_the_repeats_when_there_are_some() -> None:
+    row = {"repeat_means": [1.0, 2.0, 3.0, 4.0, 5.0], "error": {"se": 0.01}}
+    assert prior_mc_run._se(row) == pytest.approx(np.std([1, 2, 3, 4, 5], ddof=1) / 5**0.5)
+    assert prior_mc_run._se({"error": {"se": 0.3}}) == 0.3

@@ -8,7 +8,8 @@ as the latent size grows.
 2. Trains the same model with latent size 5, 10, 20 and compares both estimators at fixed K against
    a reference: the exact value in 2-D, importance sampling with ``--ref-k`` samples (another seed) above.
 
-Writes results.json, results.md, prior_mc_2d.png and prior_mc_dims.png into ``--out``.
+Writes results.json, results.md, prior_mc_2d.png and prior_mc_dims.png into ``--out``; ``--replot``
+redraws prior_mc_dims.png and results.md from results.json.
 
     python experiments/prior_mc/run.py            # CPU budget (README: measured time)
     python experiments/prior_mc/run.py --full     # more epochs, larger reference K
@@ -128,6 +129,20 @@ def summarise(err: np.ndarray) -> dict[str, float]:
     }
 
 
+def _se(row: dict) -> float:
+    """Standard error of a prior-curve row's mean error: the spread of its repeats where it has them.
+
+    The shared-draw prior MC uses one set of draws for every image, so the images' errors are
+    dependent and their spread across images understates the uncertainty of the mean; the
+    independent repeats give sd(repeat means) / sqrt(R) instead. Rows without repeats
+    (importance sampling, noise independent per image) use the s.e. across images.
+    """
+    reps = row.get("repeat_means")
+    if reps and len(reps) > 1:
+        return float(np.std(reps, ddof=1) / math.sqrt(len(reps)))
+    return row["error"]["se"]
+
+
 # -- figures ---------------------------------------------------------------------------------------
 def _log_joint(
     model: lvm.LatentVariableModel, x0: torch.Tensor, z: torch.Tensor, chunk: int = 8192
@@ -187,6 +202,8 @@ def posterior_panel(
     ax.set_xlim(lim[0], lim[1])
     ax.set_ylim(lim[2], lim[3])
     ax.set_aspect("equal")
+    ax.set_xlabel("$z_1$")
+    ax.set_ylabel("$z_2$")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7, loc="best" if zoom else "lower left")
     inset = ax.inset_axes([0.01, 0.72, 0.27, 0.27])
@@ -208,7 +225,7 @@ def plot_2d(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2 + len(panels), figsize=(4.3 * (2 + len(panels)), 4.1), dpi=80)
+    fig, axes = plt.subplots(1, 2 + len(panels), figsize=(4.3 * (2 + len(panels)), 4.6), dpi=100)
     ax = axes[0]
     labels = {"prior": "prior MC", "importance": "importance"}
     for name, color in (("prior", "C3"), ("importance", "C0")):
@@ -217,7 +234,7 @@ def plot_2d(
         ax.errorbar(
             ks,
             [r["error"]["mean"] for r in rows],
-            yerr=[r["error"]["se"] for r in rows],
+            yerr=[_se(r) for r in rows],
             marker="o",
             capsize=3,
             color=color,
@@ -249,52 +266,55 @@ def plot_2d(
     ax.legend(fontsize=7)
 
     for ax, (i, title, zoom) in zip(axes[2:], panels):
-        posterior_panel(ax, model, x[i], f"test image {i}: {title}", zoom)
+        posterior_panel(ax, model, x[i], f"test image {i}:\n{title}", zoom)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
 
 
 def plot_dims(res: dict, path: Path) -> None:
+    """Gap to the reference and ESS against the latent size; one colour shade and marker per K."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     rows = res["sweep"]
-    dims = [r["latent_dim"] for r in rows]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.9), dpi=90)
-    styles = {"prior": ("C3", "o"), "importance": ("C0", "s")}
-    for name, (color, marker) in styles.items():
+    dims = np.array([r["latent_dim"] for r in rows], dtype=float)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.6), dpi=100)
+    shades = {"prior": ("#f4a582", "#b2182b"), "importance": ("#92c5de", "#2166ac")}
+    markers, lines = ("o", "s", "^", "D"), ("--", "-", "-.", ":")
+    n_k = len(res["sweep_ks"])
+    for j, (name, colors) in enumerate(shades.items()):
         for i, k in enumerate(res["sweep_ks"]):
-            ls = "-" if i == len(res["sweep_ks"]) - 1 else "--"
-            gap = [r[name][str(k)]["gap"] for r in rows]
-            axes[0].errorbar(
-                dims,
-                [-gp["mean"] for gp in gap],
-                yerr=[gp["se"] for gp in gap],
-                color=color,
-                marker=marker,
-                ls=ls,
-                capsize=3,
-                label=f"{name}, K = {k:g}",
+            color = (
+                colors[min(i, 1)]
+                if n_k <= 2
+                else plt.get_cmap("Reds" if j == 0 else "Blues")(0.4 + 0.6 * i / n_k)
             )
-            ess = [r[name][str(k)]["ess_median"] for r in rows]
-            axes[1].plot(dims, ess, color=color, marker=marker, ls=ls, label=f"{name}, K = {k:g}")
+            style = {
+                "color": color,
+                "marker": markers[i % 4],
+                "ls": lines[i % 4],
+                "label": f"{name}, K = {k:,}",
+            }
+            x = dims + (0.12 * (i - (n_k - 1) / 2) + 0.05 * (2 * j - 1))  # apart, so no bar hides another
+            gap = [r[name][str(k)]["gap"] for r in rows]
+            axes[0].errorbar(x, [-g["mean"] for g in gap], yerr=[g["se"] for g in gap], capsize=3, **style)
+            axes[1].plot(x, [r[name][str(k)]["ess_median"] for r in rows], **style)
     axes[0].set_yscale("symlog", linthresh=0.1)
     axes[0].axhline(0, color="k", lw=0.6)
-    axes[0].set_xlabel("latent dimension")
     axes[0].set_ylabel("reference $-$ estimate  (nats, mean $\\pm$ s.e.)")
     axes[0].set_title(f"underestimate of log p(x), {res['sweep_images']} test images")
-    axes[0].set_xticks(dims)
-    axes[0].legend(fontsize=7)
     axes[1].set_yscale("log")
-    axes[1].set_xlabel("latent dimension")
     axes[1].set_ylabel("ESS (median over images)")
     axes[1].set_title("effective sample size")
-    axes[1].set_xticks(dims)
-    axes[1].legend(fontsize=7)
-    fig.tight_layout()
+    for ax in axes:
+        ax.set_xlabel("latent dimension")
+        ax.set_xticks(dims)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=2 * n_k, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     fig.savefig(path)
     plt.close(fig)
 
@@ -305,6 +325,9 @@ def tables(res: dict) -> str:
         f"Exact log p(x) by quadrature ({res['grid_fine']}), mean over the {res['images']} images: "
         f"{res['exact_mean']:.2f} nats. Coarser grid ({res['grid_coarse']}) differs by at most "
         f"{res['grid_max_abs_diff']:.2e} nats.",
+        "",
+        "Prior MC s.e.: the spread of the repeats (their draws are shared across images, so the s.e. "
+        "across images would be too small).",
         "",
         "| K | prior: mean error ± s.e. | prior: median | prior: within 1 nat | prior: median ESS "
         "| IS: mean error ± s.e. | IS: median | IS: within 1 nat | IS: median ESS |",
@@ -321,7 +344,7 @@ def tables(res: dict) -> str:
         )
         e = r["error"]
         lines.append(
-            f"| {r['K']:g} | {e['mean']:+.2f} ± {e['se']:.2f} | {e['median']:+.2f} | "
+            f"| {r['K']:g} | {e['mean']:+.2f} ± {_se(r):.2f} | {e['median']:+.2f} | "
             f"{100 * e['within_1_nat']:.0f}% | {r['ess_median']:.3g} | {is_cols} |"
         )
     w = res["importance_worst"]
@@ -430,7 +453,21 @@ def main(argv: list[str] | None = None) -> int:
         help="full budget: 30 epochs per model, 20 repeats of the "
         "shared-draw prior MC, sweep reference K = 10^5",
     )
+    p.add_argument(
+        "--replot",
+        action="store_true",
+        help="only redraw prior_mc_dims.png and results.md from --out's results.json (prior_mc_2d.png "
+        "needs the trained 2-D model: rerun without --replot)",
+    )
     args = p.parse_args(argv)
+    if args.replot:
+        saved = Path(args.out) / "results.json"
+        if not saved.is_file():
+            raise SystemExit(f"--replot needs {saved}; run without --replot first (or pass --out)")
+        res = json.loads(saved.read_text())
+        plot_dims(res, Path(args.out) / "prior_mc_dims.png")
+        (Path(args.out) / "results.md").write_text(tables(res))
+        return 0
 
     torch.set_num_threads(args.threads)
     cfg = yaml.safe_load(Path(args.config).read_text())
@@ -603,7 +640,7 @@ def main(argv: list[str] | None = None) -> int:
         x,
         [
             (0, "exact p(z | x) in blue", False),
-            (worst, f"worst IS error ({is_err[worst]:+.1f} nats at K={args.is_max_k:g}), zoomed", True),
+            (worst, f"worst IS error ({is_err[worst]:+.1f} nats at K={args.is_max_k:g}),\nzoomed", True),
         ],
         out / "prior_mc_2d.png",
     )
