@@ -25,6 +25,7 @@ from lvm.errors import CorruptFileError
 __all__ = [
     "DATAMODULE_KEY",
     "AtomicCheckpointIO",
+    "init_arguments",
     "load_vae",
     "read_checkpoint",
     "record_datamodule",
@@ -254,11 +255,16 @@ def record_datamodule(checkpoint: dict[str, Any], trainer: Any) -> None:
     if dm is None:
         return
     cls = type(dm)
-    init_args = dict(getattr(dm, "hparams", None) or {})
     checkpoint[DATAMODULE_KEY] = {
         "class_path": f"{cls.__module__}.{cls.__qualname__}",
-        "init_args": init_args,
+        "init_args": init_arguments(getattr(dm, "hparams", None) or {}),
     }
+
+
+def init_arguments(hparams: Any) -> dict[str, Any]:
+    """The constructor arguments among saved hyperparameters: without the ``_class_path`` and
+    ``_instantiator`` entries that LightningCLI adds, which no ``__init__`` accepts."""
+    return {k: v for k, v in dict(hparams).items() if not str(k).startswith("_")}
 
 
 def rng_state(device: torch.device) -> dict[str, Tensor]:

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from lvm.checkpoint import DATAMODULE_KEY, load_vae
+from lvm.checkpoint import DATAMODULE_KEY, init_arguments, load_vae
 from lvm.errors import CommandParser
 from lvm.estimators import create_estimator, list_estimators
 from lvm.evaluate import Spec, compare_estimators
@@ -185,7 +185,7 @@ def load_datamodule(
             f"data hyperparameters saved in the checkpoint ({ckpt.get('datamodule_hyper_parameters')!r})"
         )
     cls = _data_class(str(spec["class_path"]))
-    init_args = dict(spec.get("init_args") or {})
+    init_args = init_arguments(spec.get("init_args") or {})  # also for records that kept LightningCLI's keys
     try:
         return cls(**init_args), {
             "class_path": f"{cls.__module__}.{cls.__qualname__}",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import pytest
 import torch
 import yaml
 
-from lvm.checkpoint import AtomicCheckpointIO, remove_stale_temporaries
+from lvm.checkpoint import DATAMODULE_KEY, AtomicCheckpointIO, remove_stale_temporaries
 from lvm.cli import _batch_counts, bundled_configs, ignore_misleading_warnings, resolve_config
 from lvm.cli import main as lvm_main
 from lvm.loggers import RUN_ID_KEY, WandbLogger
@@ -137,3 +138,24 @@ def test_ddp_sync_dist_advice_is_filtered_and_other_warnings_are_not() -> None:
         )
         rank_zero_warn("something else")
     assert [str(w.message) for w in seen] == ["something else"]
+
+
+def test_compare_rebuilds_the_data_module_that_lvm_fit_recorded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """LightningCLI adds ``_class_path`` / ``_instantiator`` to the data module's hparams: not recorded."""
+    monkeypatch.chdir(tmp_path)
+    cfg = tiny_fit_config(tmp_path, enable_checkpointing=True)
+    config = yaml.safe_load(cfg.read_text())
+    config["data"]["init_args"]["split"] = [0.5, 0.25, 0.25]
+    cfg.write_text(yaml.safe_dump(config))
+    assert lvm_main(["fit", "--config", str(cfg)]) == 0
+    (ckpt,) = (tmp_path / "runs").rglob("*.ckpt")
+    record = torch.load(ckpt, weights_only=True)[DATAMODULE_KEY]
+    assert record["class_path"] == "lvm.data.file_data.FileDataModule"
+    assert record["init_args"]["split"] == [0.5, 0.25, 0.25]
+    assert not [k for k in record["init_args"] if k.startswith("_")], record["init_args"]
+    argv = ["compare", "--ckpt", str(ckpt), "--estimators", "elbo", "--num-samples", "1", "--no-progress"]
+    assert lvm_main([*argv, "--out", str(tmp_path / "cmp")]) == 0
+    rows = json.loads((tmp_path / "cmp" / "compare.json").read_text())["rows"]
+    assert [r["num_datapoints"] for r in rows] == [16]  # the recorded split: 16 test rows of 64

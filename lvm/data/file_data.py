@@ -181,6 +181,7 @@ class FileDataModule(InMemoryDataModule):
         seed: int = 0,
     ) -> None:
         super().__init__(batch_size=batch_size, eval_batch_size=eval_batch_size, seed=seed)
+        self.save_hyperparameters()  # recorded in checkpoints, so lvm compare rebuilds these splits
         if missing not in ("error", "drop", "fill"):
             raise ValueError(f"missing must be 'error', 'drop' or 'fill'; got {missing!r}")
         if split is not None:
