@@ -71,16 +71,19 @@ def main() -> None:
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     cfg = yaml.safe_load(args.config.read_text())
+    git = ["git", "-C", str(HERE)]
+    commit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    changed = subprocess.run(
+        [*git, "status", "--porcelain", "--", "../../lvm"], capture_output=True, text=True
+    )
     rows = [run_seed(s, args.config, args.out) for s in args.seeds]
     elbos = [r["test_elbo"] for r in rows]
-    commit = subprocess.run(
-        ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=HERE
-    ).stdout.strip()
     summary = {
         "command": "python experiments/mnist/seeds.py --seeds " + " ".join(map(str, args.seeds)),
         "config": str(args.config.relative_to(HERE.parent.parent)),
         "epochs": cfg["trainer"]["max_epochs"],
-        "commit": commit,
+        "commit": commit,  # before the first seed; each seed imports lvm anew: leave lvm/ alone meanwhile
+        "lvm_changed_locally": bool(changed.stdout.strip()),
         "seeds": args.seeds,
         "test_elbo_mean": round(statistics.mean(elbos), 3),
         "test_elbo_sd": round(statistics.stdev(elbos), 3) if len(elbos) > 1 else None,
