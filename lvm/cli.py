@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import os
 import sys
 import textwrap
@@ -105,7 +104,6 @@ def main(argv: list[str] | None = None) -> int:
 
         return compare_main(args[1:])
     os.environ.setdefault("WANDB_MODE", "offline")
-    _drop_failing_nvml_probe()
     LVMCLI(
         VAE,
         L.LightningDataModule,
@@ -116,20 +114,6 @@ def main(argv: list[str] | None = None) -> int:
         auto_configure_optimizers=False,
     )
     return 0
-
-
-def _drop_failing_nvml_probe() -> None:
-    """Unset ``PYTORCH_NVML_BASED_CUDA_CHECK`` (set by Lightning's import) where NVML cannot load.
-
-    Without NVML every ``torch.cuda.is_available()``, one per ``Adam.step``, retries a failed
-    ``dlopen``: 300 fused Adam steps of the IWAE MLP took 0.85 s with the variable and 0.57 s
-    without on a shared 2-core CPU (11 interleaved rounds, ratio median 1.51, least 1.00).
-    """
-    if os.environ.get("PYTORCH_NVML_BASED_CUDA_CHECK") == "1":
-        try:
-            ctypes.CDLL("libnvidia-ml.so.1")
-        except OSError:
-            del os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"]
 
 
 def _formatter() -> type:
