@@ -83,8 +83,11 @@ def time_floor(est: ImportanceSampling, model: LatentVariableModel, x: torch.Ten
 def summary(timers: list[Timer], batch: int) -> dict[str, float]:
     wall = [t.wall for t in timers]
     med = statistics.median(wall)
+    q1, _, q3 = statistics.quantiles(wall, n=4) if len(wall) > 1 else (wall[0], None, wall[0])
     return {
         "median_s": med,
+        "q1_s": q1,
+        "q3_s": q3,
         "min_s": min(wall),
         "max_s": max(wall),
         "datapoints_per_s": batch / med,
@@ -111,18 +114,33 @@ def memory_run(args: argparse.Namespace) -> dict[str, Any]:
 def measure(
     est: ImportanceSampling, model: LatentVariableModel, x: torch.Tensor, repeats: int
 ) -> dict[str, Any]:
-    """Estimator and floor, interleaved ``repeats`` times, with their ratios."""
+    """Estimator and floor, interleaved ``repeats`` times (alternating which goes first), with their ratios.
+
+    ``ratio`` is the median over rounds of the paired ratio estimator / floor of the same round
+    (``paired_ratio`` has its quartiles and extremes); ``ratio_of_medians`` divides the medians.
+    """
     chunk = next(est.chunks(model, x))[1]
     time_estimator(
         ImportanceSampling(num_samples=min(est.num_samples, 2 * chunk), chunk_size=chunk), model, x
     )
     time_floor(est, model, x)  # warm-up
     times: dict[str, list[Timer]] = {"floor": [], "estimator": []}
-    for _ in range(repeats):  # interleaved, so drift and load from other processes hit both alike
-        times["estimator"].append(time_estimator(est, model, x))
-        times["floor"].append(time_floor(est, model, x))
+    for r in range(repeats):  # interleaved, so drift and load from other processes hit both alike
+        if r % 2 == 0:
+            times["estimator"].append(time_estimator(est, model, x))
+            times["floor"].append(time_floor(est, model, x))
+        else:
+            times["floor"].append(time_floor(est, model, x))
+            times["estimator"].append(time_estimator(est, model, x))
     stats: dict[str, Any] = {name: summary(t, x.shape[0]) for name, t in times.items()}
-    stats["ratio"] = stats["estimator"]["median_s"] / stats["floor"]["median_s"]
+    paired = [e.wall / f.wall for e, f in zip(times["estimator"], times["floor"])]
+    q1, _, q3 = statistics.quantiles(paired, n=4) if len(paired) > 1 else (paired[0], None, paired[0])
+    stats["paired_ratio"] = {
+        "median": statistics.median(paired), "q1": q1, "q3": q3, "min": min(paired), "max": max(paired),
+        "all": paired,
+    }  # fmt: skip
+    stats["ratio"] = stats["paired_ratio"]["median"]
+    stats["ratio_of_medians"] = stats["estimator"]["median_s"] / stats["floor"]["median_s"]
     stats["ratio_of_minima"] = stats["estimator"]["min_s"] / stats["floor"]["min_s"]
     stats["ratio_cpu"] = stats["estimator"]["cpu_median_s"] / stats["floor"]["cpu_median_s"]
     return stats
@@ -138,7 +156,12 @@ def main(argv: list[str] | None = None) -> int:
         "--repeats", type=int, default=3, help="timed repeats of each measurement (default 3)"
     )
     parser.add_argument("--chunk-size", type=int, default=None, help="samples per chunk (default: automatic)")
-    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch.set_num_threads (default 0: not called, torch's default)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the random weights and data")
     parser.add_argument(
         "--memory-k",
@@ -154,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
         help="JSON file for the results",
     )
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.memory_only:
         print(json.dumps(memory_run(args)))
         return 0
@@ -165,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
         "k": args.k,
         "batch": args.batch,
         "chunk_size": next(est.chunks(model, x))[1],
-        "threads": args.threads,
+        "threads": torch.get_num_threads(),
+        "threads_set": bool(args.threads),
         "repeats": args.repeats,
     }
     result["default_allocator"] = measure(est, model, x, args.repeats)

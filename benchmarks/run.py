@@ -2,14 +2,18 @@
 
 Each training case runs in a fresh process (``bench_train.py``), the cases interleaved round by
 round (A B C D, then D C B A, ...) so that drift in the machine's load hits them alike; each is
-compared with the hand-written loop it must match. The estimator benchmark
-(``bench_estimator.py``, which interleaves the estimator and its decoder-forward floor inside one
-process) runs after them, then K = 100,000 alone in a fresh process for its peak memory.
+compared with the hand-written loop it must match, round by round (the paired ratio). The
+estimator benchmark (``bench_estimator.py``, which interleaves the estimator and its
+decoder-forward floor inside one process) runs after them, then K = 100,000 alone in a fresh
+process for its peak memory. The children run in the user's environment: the runner sets no
+OpenMP, MKL or allocator variable and no thread count unless a flag asks for one
+(``--threads``, ``--omp-wait-policy``, ``--env``), and then every row says so.
 
 Usage:
-    python benchmarks/run.py                  # everything, 3 processes per case
+    python benchmarks/run.py                  # everything, 5 rounds
     python benchmarks/run.py --quick          # a smaller smoke run (about 2 minutes)
-    python benchmarks/run.py --only train --repeats 5 --peers
+    python benchmarks/run.py --only train --repeats 7 --peers
+    python benchmarks/run.py --omp-wait-policy passive   # an opt-in setting, labelled in every row
     python benchmarks/run.py --compare benchmarks/results/OLD.json
 """
 
@@ -101,7 +105,44 @@ def launch(cmd: list[str], env: dict[str, str], out_flag: str) -> tuple[dict[str
 
 
 def summary(values: list[float]) -> dict[str, Any]:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values), "all": values}
+    """Median, quartiles (exclusive method; the extremes for fewer than 2 values), min, max and all values."""
+    q1, _, q3 = statistics.quantiles(values, n=4) if len(values) > 1 else (values[0], None, values[0])
+    return {
+        "median": statistics.median(values), "q1": q1, "q3": q3, "min": min(values), "max": max(values),
+        "all": values,
+    }  # fmt: skip
+
+
+def startup_times(env: dict[str, str], repeats: int = 5) -> dict[str, Any]:
+    """Seconds of ``import lvm`` (in the process, and the whole process) and of ``lvm --help``.
+
+    Each is run ``repeats`` times in a fresh interpreter; ``python -c pass`` is the interpreter's
+    own start, for reference. ``lvm --help`` is ``python -m lvm.cli --help`` (the ``lvm`` script
+    runs the same ``main``).
+    """
+    timed = "import time; t = time.perf_counter(); import lvm; print(time.perf_counter() - t)"
+    cmds = {
+        "python_start_s": [sys.executable, "-c", "pass"],
+        "import_lvm_process_s": [sys.executable, "-c", "import lvm"],
+        "lvm_help_s": [sys.executable, "-m", "lvm.cli", "--help"],
+    }
+    walls: dict[str, list[float]] = {k: [] for k in cmds}
+    inside: list[float] = []
+    for _ in range(repeats):
+        for name, cmd in cmds.items():
+            t0 = time.perf_counter()
+            subprocess.run(cmd, check=True, capture_output=True, env=env, cwd=HERE.parent)
+            walls[name].append(time.perf_counter() - t0)
+        out = subprocess.run(
+            [sys.executable, "-c", timed],
+            check=True,
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=HERE.parent,
+        )
+        inside.append(float(out.stdout.strip().splitlines()[-1]))
+    return {"import_lvm_s": summary(inside), **{k: summary(v) for k, v in walls.items()}}
 
 
 _VERSIONS = """
@@ -145,12 +186,16 @@ def machine(env: dict[str, str]) -> dict[str, Any]:
         "platform": platform.platform(), "cpu": cpu, "cpu_count": os.cpu_count(),
         "load_average": os.getloadavg(), "python": platform.python_version(), **versions,
         "git_commit": commit, "lvm_dirty": dirty,
-        "env": {k: env[k] for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY") if k in env},
+        "env": {k: env[k] for k in sorted(env) if k.startswith(_ENV_PREFIXES)},
     }  # fmt: skip
 
 
 def run_training(rows: list[Row], n: int, args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
-    """Each case ``args.repeats`` times, one process each, interleaved; one result per row."""
+    """Each case ``args.repeats`` times, one process each, interleaved; one result per row.
+
+    A row's ``ratio`` is the median over rounds of its paired ratio (the case's epoch over its
+    baseline's in the same round), ``ratio_of_medians`` the ratio of the two medians.
+    """
     cases = list(dict.fromkeys(r[1] for r in rows))
     wall: dict[str, list[float]] = {c: [] for c in cases}
     cpu: dict[str, list[float]] = {c: [] for c in cases}
@@ -165,10 +210,9 @@ def run_training(rows: list[Row], n: int, args: argparse.Namespace, env: dict[st
                 case,
                 "--n",
                 str(n),
-                "--threads",
-                str(args.threads),
                 "--epochs",
                 "1",
+                *_threads_flag(args),
             ]
             res, _, peak = launch(cmd, env, "--json")
             wall[case].append(res["epoch_s"][0])
@@ -183,10 +227,12 @@ def run_training(rows: list[Row], n: int, args: argparse.Namespace, env: dict[st
     out: dict[str, Any] = {}
     for name, case, base, target, what in rows:
         s = summary(wall[case])
-        ratio = s["median"] / statistics.median(wall[base])
+        paired = summary([a / b for a, b in zip(wall[case], wall[base])])
+        ratio = paired["median"]
         out[name] = {
-            "what": what, "case": case, "n": n, "baseline": base, "epoch_s": s, "epoch_cpu_s": summary(cpu[case]),
-            "fit_s": summary(fit[case]), "ratio": ratio,
+            "what": what, "case": case, "n": n, "baseline": base, "env": settings(env, args),
+            "epoch_s": s, "epoch_cpu_s": summary(cpu[case]), "fit_s": summary(fit[case]),
+            "ratio": ratio, "paired_ratio": paired, "ratio_of_medians": s["median"] / statistics.median(wall[base]),
             "cpu_ratio": statistics.median(cpu[case]) / statistics.median(cpu[base]),
             "target": target, "ok": None if target is None else ratio <= target,
             "datapoints_per_s": n / s["median"], "peak_rss_mb": max(rss[case]),
@@ -214,14 +260,13 @@ def run_estimator(args: argparse.Namespace, env: dict[str, str]) -> dict[str, An
         "100",
         "--repeats",
         str(args.repeats),
-        "--threads",
-        str(args.threads),
+        *_threads_flag(args),
         "--memory-k",
         "0",
     ]
     res, wall, peak = launch(cmd, env, "--out")
     res["process_peak_rss_mb"] = peak
-    res["omp_wait_policy"] = env.get("OMP_WAIT_POLICY", "unset")
+    res["env"] = settings(env, args)
     res["target"] = ESTIMATOR_TARGET
     sections = estimator_sections(res)
     res["ratio_shipped"] = sections[0][1].get("ratio") if sections else None
@@ -236,8 +281,7 @@ def run_estimator(args: argparse.Namespace, env: dict[str, str]) -> dict[str, An
             str(memory_k),
             "--batch",
             "100",
-            "--threads",
-            str(args.threads),
+            *_threads_flag(args),
         ]
         t0 = time.perf_counter()
         proc = subprocess.Popen(
@@ -271,10 +315,11 @@ def estimator_sections(est: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
 def table(result: dict[str, Any]) -> str:
     """The results as a fixed-width table: one row per comparison."""
     head = (
-        f"{'row':<26} {'median s':>9} {'min-max s':>13} {'ratio':>6} {'target':>9} {'cpu ratio':>9} "
-        f"{'items/s':>8} {'peak MB':>8}  what"
+        f"{'row':<26} {'median s':>9} {'min-max s':>13} {'ratio':>6} {'min-max':>11} {'target':>9} "
+        f"{'cpu ratio':>9} {'items/s':>8} {'peak MB':>8}  what"
     )
-    lines = [head, "-" * len(head)]
+    label = " ".join(f"{k}={v}" for k, v in (result.get("settings") or {}).items())
+    lines = [f"settings: {label or 'none (the environment as given)'}", head, "-" * len(head)]
 
     def row(
         name: str,
@@ -287,8 +332,10 @@ def table(result: dict[str, Any]) -> str:
         rate: float | None = None,
         mb: float | None = None,
         what: str = "",
+        spread: tuple[float, float] | None = None,
     ) -> None:
         r = "" if ratio is None else f"{ratio:.3f}"
+        sp = "" if spread is None else f"{spread[0]:.2f}-{spread[1]:.2f}"
         t = (
             ""
             if target is None or ratio is None
@@ -296,7 +343,7 @@ def table(result: dict[str, Any]) -> str:
         )
         c = "" if cpu_ratio is None else f"{cpu_ratio:.3f}"
         lines.append(
-            f"{name:<26} {med:9.3f} {f'{lo:.2f}-{hi:.2f}':>13} {r:>6} {t:>9} {c:>9} "
+            f"{name:<26} {med:9.3f} {f'{lo:.2f}-{hi:.2f}':>13} {r:>6} {sp:>11} {t:>9} {c:>9} "
             f"{'' if rate is None else f'{rate:8.0f}':>8} {'' if mb is None else f'{mb:8.0f}':>8}  {what}"
         )
 
@@ -313,7 +360,8 @@ def table(result: dict[str, Any]) -> str:
                 c.get("cpu_ratio"),
                 c["datapoints_per_s"],
                 c["peak_rss_mb"],
-                f"{c['what']} (n={c['n']}, 1 epoch)",
+                f"{c['what']} (n={c['n']}, 1 epoch)" + _label(c.get("env")),
+                (c["paired_ratio"]["min"], c["paired_ratio"]["max"]) if "paired_ratio" in c else None,
             )
     est = result.get("estimator")
     if est:
@@ -344,17 +392,36 @@ def table(result: dict[str, Any]) -> str:
                     None,
                     b / s["median_s"],
                     None,
-                    f"{what}, {b} datapoints{label}",
+                    f"{what}, {b} datapoints{label}" + _label(est.get("env")),
+                    _spread(sec, key),
                 )
         mem = est.get("memory_run") or {}
         if "process_peak_rss_mb" in mem:
             ok = "ok" if mem["ok"] else "NO"
             lines.append(
                 f"{'memory K=' + str(mem.get('k')):<26} {mem.get('seconds', float('nan')):9.3f} {'':>13} "
-                f"{'':>6} {'<=2048MB ' + ok:>9} {'':>9} {'':>8} {mem['process_peak_rss_mb']:8.0f}  "
+                f"{'':>6} {'':>11} {'<=2048MB ' + ok:>9} {'':>9} {'':>8} {mem['process_peak_rss_mb']:8.0f}  "
                 f"peak RSS of a fresh process, {mem.get('batch')} datapoints"
             )
+    st = result.get("startup")
+    if st:
+        lines.append(
+            f"startup (median of {len(st['import_lvm_s']['all'])} fresh processes): import lvm "
+            f"{st['import_lvm_s']['median']:.2f} s in the process, {st['import_lvm_process_s']['median']:.2f} s "
+            f"with the interpreter (python -c pass {st['python_start_s']['median']:.2f} s); lvm --help "
+            f"{st['lvm_help_s']['median']:.2f} s"
+        )
     return "\n".join(lines)
+
+
+def _label(env: dict[str, str] | None) -> str:
+    return " [" + " ".join(f"{k}={v}" for k, v in env.items()) + "]" if env else ""
+
+
+def _spread(sec: dict[str, Any], key: str) -> tuple[float, float] | None:
+    """(min, max) of the per-round paired ratio of an estimator row, where recorded."""
+    p = sec.get("paired_ratio" + key.removeprefix("estimator"))
+    return (p["min"], p["max"]) if key != "floor" and isinstance(p, dict) else None
 
 
 def compare(old: dict[str, Any], new: dict[str, Any]) -> str:
@@ -373,13 +440,38 @@ def compare(old: dict[str, Any], new: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _child_env(threads: int, omp_wait_policy: str) -> dict[str, str]:
-    """The children's environment: ``threads`` OpenMP/MKL threads and the given OMP_WAIT_POLICY."""
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    env.pop("OMP_WAIT_POLICY", None)
-    if omp_wait_policy != "unset":
-        env["OMP_WAIT_POLICY"] = omp_wait_policy.upper()
+#: Variables recorded in the JSON's ``machine.env`` when set (by the user or by an opt-in flag).
+_ENV_PREFIXES = ("OMP_", "MKL_", "GOMP_", "KMP_", "MALLOC_", "LD_PRELOAD", "ATEN_", "PYTORCH_", "TORCH_")
+
+
+def _child_env(args: argparse.Namespace) -> dict[str, str]:
+    """The children's environment: this process's, plus only what an opt-in flag asks for."""
+    return dict(os.environ, **_opted_env(args))
+
+
+def _opted_env(args: argparse.Namespace) -> dict[str, str]:
+    """The variables the flags set (``--omp-wait-policy``, ``--env NAME=VALUE``); none by default."""
+    env: dict[str, str] = {}
+    if args.omp_wait_policy:
+        env["OMP_WAIT_POLICY"] = args.omp_wait_policy.upper()
+    for item in args.env:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise SystemExit(f"run.py: --env expects NAME=VALUE; got {item!r}")
+        env[name] = value
     return env
+
+
+def settings(env: dict[str, str], args: argparse.Namespace) -> dict[str, str]:
+    """What the runner set for the children (the label of every row): opted-in variables and threads."""
+    out = dict(_opted_env(args))
+    if args.threads:
+        out["torch.set_num_threads"] = str(args.threads)
+    return out
+
+
+def _threads_flag(args: argparse.Namespace) -> list[str]:
+    return ["--threads", str(args.threads)] if args.threads else []
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -387,8 +479,18 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="6,000 datapoints, K=500, 1 repeat: a smoke run")
-    parser.add_argument("--repeats", type=int, default=None, help="processes per case (default 3; quick: 1)")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads per process (default 2)")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=None,
+        help="interleaved rounds, one process per case each (default 5; quick: 1)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch.set_num_threads in every child (default: not called, torch's own default; labelled when set)",
+    )
     parser.add_argument("--n", type=int, default=60_000, help="datapoints of the MLP training cases")
     parser.add_argument("--conv-n", type=int, default=10_000, help="images of the conv training cases")
     parser.add_argument("--k", type=int, default=5000, help="K of the estimator benchmark")
@@ -407,18 +509,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--omp-wait-policy",
-        choices=("passive", "active", "unset"),
-        default="passive",
-        help="OMP_WAIT_POLICY of the training children (default passive: idle OpenMP threads sleep "
-        "instead of spinning, so a machine shared with other jobs does not stall them)",
+        choices=("passive", "active"),
+        default=None,
+        help="opt in: set OMP_WAIT_POLICY in every child (default: not set, as a user runs; labelled when set)",
     )
     parser.add_argument(
-        "--estimator-omp-wait-policy",
-        choices=("passive", "active", "unset"),
-        default="unset",
-        help="OMP_WAIT_POLICY of the estimator child (default unset, as lvm compare runs for a user: "
-        "its many short elementwise kernels pay a thread wake-up each under passive, which made "
-        "the estimator 1.74x the floor instead of 1.46x on a 2-core EPYC)",
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="opt in: set an environment variable in every child (repeatable; labelled in every row)",
     )
     parser.add_argument(
         "--out", type=Path, default=None, help="JSON file (default benchmarks/results/<time>.json)"
@@ -426,12 +526,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compare", type=Path, default=None, help="an earlier result JSON to compare with")
     args = parser.parse_args(argv)
     if args.repeats is None:
-        args.repeats = 1 if args.quick else 3
+        args.repeats = 1 if args.quick else 5
     n, conv_n = (6000, 1000) if args.quick else (args.n, args.conv_n)
     groups = set(args.only or ("train", "conv", "estimator"))
 
-    env = _child_env(args.threads, args.omp_wait_policy)
-    est_env = _child_env(args.threads, args.estimator_omp_wait_policy)
+    env = _child_env(args)
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     result: dict[str, Any] = {
         "time": stamp,
@@ -439,6 +538,7 @@ def main(argv: list[str] | None = None) -> int:
         "repeats": args.repeats,
         "threads": args.threads,
         "quick": args.quick,
+        "settings": settings(env, args),
         "machine": machine(env),
     }
     t0 = time.perf_counter()
@@ -450,7 +550,9 @@ def main(argv: list[str] | None = None) -> int:
         result["conv"] = run_training(CONV_ROWS, conv_n, args, env)
     if "estimator" in groups:
         print("estimator:", flush=True)
-        result["estimator"] = run_estimator(args, est_env)
+        result["estimator"] = run_estimator(args, env)
+    print("startup times:", flush=True)
+    result["startup"] = startup_times(env, 3 if args.quick else 5)
     result["machine"]["load_average_end"] = os.getloadavg()
     result["total_s"] = time.perf_counter() - t0
 
@@ -459,9 +561,9 @@ def main(argv: list[str] | None = None) -> int:
     out.write_text(json.dumps(result, indent=2) + "\n")
     m = result["machine"]
     print(
-        f"\n{m['cpu']}, {m['cpu_count']} cores, {args.threads} threads, torch {m['torch']}, "
-        f"lightning {m['lightning']}, load {m['load_average'][0]:.1f} -> {m['load_average_end'][0]:.1f}; "
-        f"median of {args.repeats}"
+        f"\n{m['cpu']}, {m['cpu_count']} cores, torch {m['torch']}, lightning {m['lightning']}, "
+        f"load {m['load_average'][0]:.1f} -> {m['load_average_end'][0]:.1f}; median of {args.repeats} "
+        "interleaved rounds; ratio: median of the per-round paired ratios, min-max its spread"
     )
     print(table(result))
     if args.compare:

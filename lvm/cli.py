@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import difflib
 import logging
 import os
@@ -146,7 +145,6 @@ def _lightning_main(args: list[str]) -> int:
     from lvm.lightning_cli import LVMCLI, help_formatter
     from lvm.vae import VAE
 
-    _drop_failing_nvml_probe()
     handlers = [
         h
         for name in ("lightning.pytorch", "lightning.fabric")
@@ -165,20 +163,6 @@ def _lightning_main(args: list[str]) -> int:
         for h in handlers:
             h.setStream(sys.stderr)
     return 0
-
-
-def _drop_failing_nvml_probe() -> None:
-    """Unset ``PYTORCH_NVML_BASED_CUDA_CHECK`` (set by Lightning's import) where NVML cannot load.
-
-    Without NVML every ``torch.cuda.is_available()``, one per ``Adam.step``, retries a failed
-    ``dlopen``: 300 fused Adam steps of the IWAE MLP took 0.85 s with the variable and 0.57 s
-    without on a shared 2-core CPU (11 interleaved rounds, ratio median 1.51, least 1.00).
-    """
-    if os.environ.get("PYTORCH_NVML_BASED_CUDA_CHECK") == "1":
-        try:
-            ctypes.CDLL("libnvidia-ml.so.1")
-        except OSError:
-            del os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"]
 
 
 def ignore_misleading_warnings() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,7 +14,7 @@ from torch import Tensor, nn
 from lvm.checkpoint import record_datamodule, rng_state, set_rng_state
 from lvm.metrics import MeanWithStdErr
 
-__all__ = ["EvaluatedModule"]
+__all__ = ["EvaluatedModule", "drop_failing_nvml_probe"]
 
 _STAGES = ("val", "test")
 
@@ -28,6 +30,8 @@ class EvaluatedModule(L.LightningModule):
       ``{stage}/{name}_stderr`` and ``{stage}/count`` at the epoch's end.
     - A checkpoint carries the torch RNG state; resuming a fit restores it, so a resumed run
       draws what an uninterrupted one would.
+    - Where NVML cannot load, a fit runs without Lightning's ``PYTORCH_NVML_BASED_CUDA_CHECK``
+      (see :func:`drop_failing_nvml_probe`); it is set back when the fit ends.
 
     Subclasses set ``self.model`` (with ``event_shape``, ``likelihood`` and ``init_output_bias``),
     call :meth:`track` with the names their ``_eval_step(batch, stage)`` passes to :meth:`record`.
@@ -35,6 +39,18 @@ class EvaluatedModule(L.LightningModule):
 
     model: nn.Module
     _resume_rng: dict[str, Tensor] | None = None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        """``_current_fx_name`` as a plain attribute: Lightning sets it twice around every hook call.
+
+        ``nn.Module.__setattr__`` checks each value against parameters, buffers and submodules
+        (1.4 us against 0.14 us), and a training step makes about 44 such calls. 200 steps of the
+        reference VAE (1 thread, CPU time, 7 interleaved rounds): paired ratio median 0.98 (0.93-1.05).
+        """
+        if name == "_current_fx_name":
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
 
     def track(self, names: Sequence[str]) -> None:
         """Keep a mean of each of ``names`` per stage; logged in this order, ``count`` from the first."""
@@ -105,6 +121,15 @@ class EvaluatedModule(L.LightningModule):
             self.parameters(), lr=h.lr, betas=tuple(h.betas), eps=h.eps, fused=fused or None
         )
 
+    # -- fit: no failing NVML probe per optimiser step --------------------------------------
+    def on_fit_start(self) -> None:
+        self._nvml_env = drop_failing_nvml_probe()
+
+    def on_fit_end(self) -> None:
+        if getattr(self, "_nvml_env", None) is not None:
+            os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", self._nvml_env)
+        self._nvml_env = None
+
     # -- checkpoints: the RNG state, so a resumed run draws what an uninterrupted one would ----
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["lvm_rng_state"] = rng_state(self.device)
@@ -118,3 +143,19 @@ class EvaluatedModule(L.LightningModule):
         if self._resume_rng is not None and self.trainer.ckpt_path:
             set_rng_state(self._resume_rng, self.device)
         self._resume_rng = None
+
+
+def drop_failing_nvml_probe() -> str | None:
+    """Unset ``PYTORCH_NVML_BASED_CUDA_CHECK`` (set by Lightning's import) where NVML cannot load.
+
+    Without NVML every ``torch.cuda.is_available()``, one per ``Adam.step``, retries a failed
+    ``dlopen``: 300 fused Adam steps of the IWAE MLP took 0.85 s with the variable and 0.57 s
+    without on a shared 2-core CPU (11 interleaved rounds, ratio median 1.51, least 1.00). Where
+    NVML loads, or the variable is not "1", nothing changes. Returns the removed value, or None.
+    """
+    if os.environ.get("PYTORCH_NVML_BASED_CUDA_CHECK") == "1":
+        try:
+            ctypes.CDLL("libnvidia-ml.so.1")
+        except OSError:
+            return os.environ.pop("PYTORCH_NVML_BASED_CUDA_CHECK")
+    return None

@@ -40,12 +40,14 @@ def elbo(model: LatentVariableModel, x: Tensor, num_samples: int = 1, kl_weight:
     """
     q = model.posterior(x)
     z = q.rsample((num_samples,))  # (S, B, L)
-    rec = model.observation(z).log_prob(x).mean(0)  # (B,)
+    log_px_z = model.observation(z).log_prob(x)  # (S, B)
+    rec = log_px_z[0] if num_samples == 1 else log_px_z.mean(0)  # (B,)
     try:
         kl = model.kl(q)
     except NotImplementedError:
         kl = (q.log_prob(z) - model.prior().log_prob(z)).mean(0)
-    return Bound(rec - kl, rec, kl, rec - kl_weight * kl)
+    value = rec - kl
+    return Bound(value, rec, kl, value if kl_weight == 1.0 else rec - kl_weight * kl)
 
 
 def iwae_bound(model: LatentVariableModel, x: Tensor, num_samples: int = 5, kl_weight: float = 1.0) -> Bound:

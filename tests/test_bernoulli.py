@@ -34,6 +34,8 @@ def test_kernels_match_torch_values_and_gradients_in_float64(f_shape: tuple, x_s
     ref = _torch_log_prob(f, x)
     torch.testing.assert_close(bernoulli_log_prob(f, x), ref, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(bernoulli_log_prob_sum(f, x), ref.sum(-1), rtol=1e-12, atol=1e-10)
+    with torch.no_grad():  # the evaluation path (products of sigmoids), not the training one
+        torch.testing.assert_close(bernoulli_log_prob_sum(f, x), ref.sum(-1), rtol=1e-12, atol=1e-10)
     for fn in (bernoulli_log_prob, bernoulli_log_prob_sum):
         assert torch.autograd.gradcheck(fn, (f, x))
         assert torch.autograd.gradgradcheck(fn, (f, x))
@@ -48,6 +50,8 @@ def test_sum_kernel_in_float32_over_the_whole_logit_range() -> None:
     (grad,) = torch.autograd.grad(lp.sum(), f)
     torch.testing.assert_close(grad, x - torch.sigmoid(f.detach()))
     assert torch.isfinite(lp).all()
+    with torch.no_grad():  # the evaluation path
+        torch.testing.assert_close(bernoulli_log_prob_sum(f, x).double(), ref, rtol=1e-6, atol=1e-3)
 
 
 @pytest.mark.parametrize("d", [7, 125, 784, 3072])

@@ -52,22 +52,42 @@ def _sum_log(p: Tensor, group: int = 120) -> Tensor:
 def _log_prob_sum(f: Tensor, y: Tensor) -> Tensor:
     """sum_j (y_j f_j - |f_j| / 2 + log sigma(|f_j|)) over the last dim, y = x - 1/2.
 
-    sum_j (|f_j| - 2 y_j f_j) is one elementwise pass and one sum, scaled by -1/2 as it is added:
-    a batched dot product against x of shape (B, D) would run as a matrix-vector product per
-    datapoint, slower than the pass itself.
+    For samples f (C, B, D) of a batch y (B, D), as the estimators have, sum_j y_j f_j is a
+    batched product (``einsum``) that writes no array the size of f: |f| is the one such
+    temporary (its sum, then sigma(|f|) in place). Each fresh array of this size costs page
+    faults where glibc maps it anew (16 MB chunks): importance sampling with K = 1000 took a
+    paired median of 0.87 of the time of the earlier two-temporary version (7 interleaved
+    rounds, 2 threads, Intel Xeon AVX-512). Other shapes take one elementwise pass and one sum.
     """
     a = f.abs()
+    if f.dim() == 3 and y.shape == f.shape[1:]:
+        neg_half_abs = a.sum(-1).mul_(-0.5)
+        linear = torch.einsum("cbj,bj->cb", f, y)
+        return _sum_log(a.sigmoid_()).add_(linear).add_(neg_half_abs)
     twice_neg_linear = torch.addcmul(a, f, y, value=-2.0).sum(-1)
     return torch.add(_sum_log(a.sigmoid_()), twice_neg_linear, alpha=-0.5)
 
 
+def _log_prob_sum_small(f: Tensor, x: Tensor) -> Tensor:
+    """sum_j (x_j f_j - max(f_j, 0) - log(1 + exp(-|f_j|))) over the last dim: five elementwise passes.
+
+    Fewer kernels than :func:`_log_prob_sum`, so faster on a training batch, whose logits fit in
+    cache and whose step pays per kernel: forward and backward of (1, 100, 784) logits took 331 us
+    against 433 us with :func:`_log_prob_sum` (1 thread, Intel Xeon AVX-512, 7 interleaved rounds
+    of 300 calls). On 53 x 100 x 784 logits without gradients the other is faster (8.7 against
+    18.3 ms), so evaluation without gradients keeps it.
+    """
+    softplus = torch.exp(-f.abs()).add_(1).log_().add_(f.clamp(min=0))
+    return torch.mul(x, f).sub_(softplus).sum(-1)
+
+
 class _BernoulliLogProbSum(torch.autograd.Function):
-    """sum_j log p(x_j | f_j) = sum_j (x_j - 1/2) f_j - 1/2 sum_j |f_j| + sum_j log sigma(|f_j|)."""
+    """sum_j log p(x_j | f_j) with the gradient x - sigma(f) in one pass (the training path)."""
 
     @staticmethod
     def forward(ctx: torch.autograd.function.FunctionCtx, f: Tensor, x: Tensor) -> Tensor:
         ctx.save_for_backward(f, x)
-        return _log_prob_sum(f, x - 0.5)
+        return _log_prob_sum_small(f, x)
 
     @staticmethod
     def backward(
@@ -102,8 +122,12 @@ def bernoulli_log_prob_sum(logits: Tensor, x: Tensor) -> Tensor:
     softplus(f) = (f + |f|) / 2 - log sigma(|f|) turns the sum into a dot product, a sum of
     |f| and the logs of products of at most 120 factors sigma(|f|) in [1/2, 1]. Exact for
     x in [0, 1] up to float rounding; the gradient is x - sigma(f) everywhere, f = 0 included.
+    With gradients (training) it runs :func:`_log_prob_sum_small` instead, faster on a batch.
     """
-    return _BernoulliLogProbSum.apply(*_prepare(logits, x))
+    f, x = _prepare(logits, x)
+    if torch.is_grad_enabled() and (f.requires_grad or x.requires_grad):
+        return _BernoulliLogProbSum.apply(f, x)
+    return _log_prob_sum(f, x - 0.5)
 
 
 class _LogitBernoulli(_Bernoulli):
