@@ -1,5 +1,6 @@
 """lvm: latent variable models on PyTorch Lightning, with pluggable likelihoods and honest log p(x)."""
 
+from lvm.comparison import compare_estimators
 from lvm.encoders import (
     create_decoder,
     create_encoder,
@@ -9,7 +10,6 @@ from lvm.encoders import (
     register_encoder,
 )
 from lvm.estimators import create_estimator, list_estimators, register_estimator
-from lvm.evaluate import compare_estimators
 from lvm.likelihoods import (
     Likelihood,
     ParamSpec,

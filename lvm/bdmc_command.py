@@ -16,12 +16,13 @@ from torch import Tensor
 
 from lvm.checkpoint import load_vae
 from lvm.compare import estimator_specs, int_list
+from lvm.comparison import spec_label
 from lvm.errors import CommandParser
 from lvm.estimators import create_estimator, list_estimators
 from lvm.estimators.ais import SCHEDULES, STARTS, AnnealedImportanceSampling
 from lvm.estimators.bdmc import bdmc, compare_to_sandwich
-from lvm.evaluate import Spec, spec_label
 from lvm.model import LatentVariableModel
+from lvm.registry import Spec
 from lvm.report import format_value, text_table, write_csv, write_json
 
 __all__ = ["BoundsRow", "SandwichRow", "build_parser", "main", "run_bdmc"]

@@ -13,10 +13,10 @@ from typing import Any
 import torch
 
 from lvm.checkpoint import DATAMODULE_KEY, init_arguments, load_vae
+from lvm.comparison import compare_estimators
 from lvm.errors import CommandParser
 from lvm.estimators import create_estimator, list_estimators
-from lvm.evaluate import Spec, compare_estimators
-from lvm.registry import PluginError
+from lvm.registry import PluginError, Spec
 from lvm.report import COLUMNS, EXTRA_COLUMNS, ComparisonRow, format_table, tail_warning, write_report
 
 __all__ = ["build_parser", "estimator_specs", "int_list", "load_datamodule", "main"]

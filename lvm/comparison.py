@@ -13,14 +13,13 @@ from torch import Tensor
 
 from lvm.estimators.registry import create_estimator
 from lvm.model import LatentVariableModel
+from lvm.registry import Spec
 from lvm.report import PARETO_K_THRESHOLD, ComparisonRow, Datapoints
 
 if TYPE_CHECKING:
     import lightning as L
 
 __all__ = ["check_data", "compare_estimators", "spec_label"]
-
-Spec = str | dict[str, Any]
 
 
 def spec_label(spec: Spec) -> str:
