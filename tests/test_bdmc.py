@@ -52,3 +52,16 @@ def test_exact_posterior_closes_the_sandwich_and_estimators_are_placed_in_it() -
     assert elbo.above_lower < 0  # and the ELBO lies below the AIS lower bound
     assert elbo.width == pytest.approx(s.width.double().mean().item(), rel=1e-5)
     assert elbo.mean_log_px == pytest.approx(imp.mean_log_px + (imp.below_upper - elbo.below_upper), abs=1e-4)
+
+
+def test_simulated_z_is_independent_of_the_forward_chains_noise() -> None:
+    """AIS with the same seed must not start a chain at the simulated z (that would bias the lower bound)."""
+    from lvm.estimators.bdmc import simulate
+    from lvm.estimators.noise import NormalNoise
+
+    lg = linear_gaussian(n=5)
+    z, _ = simulate(lg.model, 6, seed=0)
+    index = torch.arange(6)
+    chain0 = NormalNoise(index, 0, 6, lg.model.latent_dim, z.device, z.dtype).draw(0, 1)[0]
+    assert not torch.allclose(z, chain0)
+    assert (z - chain0).abs().max() > 0.1

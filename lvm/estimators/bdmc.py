@@ -77,14 +77,19 @@ class SandwichDistance:
 
 @torch.no_grad()
 def simulate(model: LatentVariableModel, num_datapoints: int, seed: int) -> tuple[Tensor, Tensor]:
-    """(z, x) ~ p(z) p(x | z): z from counter-based noise keyed by (seed, index), x with a seeded RNG."""
+    """(z, x) ~ p(z) p(x | z): z from counter-based noise keyed by (seed, index), x with a seeded RNG.
+
+    The z noise is a stream of its own, so that no AIS chain run with the same ``seed`` starts
+    from (a transform of) the true z.
+    """
     prior = normal_params(model.prior())
     if prior is None:
         raise ValueError(f"bdmc needs a diagonal Gaussian prior; got {type(model.prior()).__name__}")
     loc, scale = prior
     device = loc.device
     index = torch.arange(num_datapoints, device=device)
-    eps = NormalNoise(index, seed, num_datapoints, model.latent_dim, device, loc.dtype).draw(0, 1)[0]
+    eps = NormalNoise(index, _step_seed(seed, -4), num_datapoints, model.latent_dim, device, loc.dtype)
+    eps = eps.draw(0, 1)[0]
     z = loc + scale * eps  # (N, L)
     with torch.random.fork_rng(devices=[] if device.type == "cpu" else [device]):
         torch.manual_seed(seed)
