@@ -16,13 +16,13 @@ from torch import Tensor
 
 from lvm.checkpoint import load_vae
 from lvm.compare import estimator_specs, int_list
-from lvm.comparison import spec_label
+from lvm.comparison import chunking
 from lvm.errors import CommandParser
 from lvm.estimators import create_estimator, list_estimators
 from lvm.estimators.ais import SCHEDULES, STARTS, AnnealedImportanceSampling
 from lvm.estimators.bdmc import bdmc, compare_to_sandwich
 from lvm.model import LatentVariableModel
-from lvm.registry import Spec
+from lvm.registry import Spec, spec_label
 from lvm.report import format_value, text_table, write_csv, write_json
 
 __all__ = ["BoundsRow", "SandwichRow", "build_parser", "main", "run_bdmc"]
@@ -90,7 +90,7 @@ def _build(
         )
     for t in steps:
         AnnealedImportanceSampling(num_samples=chains, steps=t, **ais_options)  # bad options raise here
-    return [(spec_label(s), k, create_estimator(s, num_samples=k, chunk_size=chunk_size))
+    return [(spec_label(s), k, create_estimator(s, num_samples=k, **chunking(chunk_size)))
             for s in estimators for k in num_samples]  # fmt: skip
 
 

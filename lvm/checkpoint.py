@@ -123,8 +123,7 @@ def load_vae(path: str | os.PathLike, device: str | torch.device = "cpu") -> tup
     from lvm.vae import VAE
 
     ckpt = read_checkpoint(path)
-    hparams = {k: v for k, v in ckpt["hyper_parameters"].items() if not k.startswith("_")}
-    vae = VAE(**hparams)
+    vae = VAE(**init_arguments(ckpt["hyper_parameters"]))
     vae.load_state_dict(ckpt["state_dict"])
     return vae.to(device), ckpt
 

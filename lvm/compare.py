@@ -16,7 +16,7 @@ from lvm.checkpoint import DATAMODULE_KEY, init_arguments, load_vae
 from lvm.comparison import compare_estimators
 from lvm.errors import CommandParser
 from lvm.estimators import create_estimator, list_estimators
-from lvm.registry import PluginError, Spec
+from lvm.registry import Spec
 from lvm.report import COLUMNS, EXTRA_COLUMNS, ComparisonRow, format_table, tail_warning, write_report
 
 __all__ = ["build_parser", "estimator_specs", "int_list", "load_datamodule", "main"]
@@ -233,11 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run ``lvm compare``; returns the exit status (2 with a one-line message for bad input)."""
     args = build_parser().parse_args(argv)
     device, joined = _setup_distributed(args.device)
-    try:
+    try:  # user errors become one line in lvm.errors.run_command, the entry point's wrapper
         return _run(args, device)
-    except (ValueError, FileNotFoundError, PluginError) as err:
-        print(f"lvm compare: error: {err}", file=sys.stderr)
-        return 2
     finally:
         if joined:
             torch.distributed.destroy_process_group()

@@ -13,22 +13,18 @@ from torch import Tensor
 
 from lvm.estimators.registry import create_estimator
 from lvm.model import LatentVariableModel
-from lvm.registry import Spec
+from lvm.registry import Spec, spec_label
 from lvm.report import PARETO_K_THRESHOLD, ComparisonRow, Datapoints
 
 if TYPE_CHECKING:
     import lightning as L
 
-__all__ = ["check_data", "compare_estimators", "spec_label"]
+__all__ = ["check_data", "chunking", "compare_estimators"]
 
 
-def spec_label(spec: Spec) -> str:
-    """``"importance"`` for a name, ``"importance(proposal=prior)"`` for a spec with options."""
-    if isinstance(spec, str):
-        return spec
-    options = {k: v for k, v in spec.items() if k not in ("name", "num_samples")}
-    inner = ",".join(f"{k}={v}" for k, v in options.items())
-    return f"{spec.get('name')}({inner})" if inner else str(spec.get("name"))
+def chunking(chunk_size: int | None) -> dict[str, int]:
+    """``chunk_size`` as a keyword only when given, so a spec's own ``chunk_size`` is kept otherwise."""
+    return {} if chunk_size is None else {"chunk_size": chunk_size}
 
 
 def check_data(
@@ -189,7 +185,7 @@ def compare_estimators(
     if min(ks) < 1 or batch_size < 1 or (limit is not None and limit < 1):
         raise ValueError(f"K, batch_size and limit must be positive; got K={ks}, {batch_size}, {limit}")
     built = {
-        (i, k): create_estimator(s, num_samples=k, chunk_size=chunk_size)
+        (i, k): create_estimator(s, num_samples=k, **chunking(chunk_size))
         for i, s in enumerate(estimators)
         for k in ks
     }

@@ -12,7 +12,15 @@ from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
-__all__ = ["PluginError", "Registry", "Spec", "UnknownNameError", "require_plugins", "spec_name"]
+__all__ = [
+    "PluginError",
+    "Registry",
+    "Spec",
+    "UnknownNameError",
+    "require_plugins",
+    "spec_label",
+    "spec_name",
+]
 
 #: A part named in a config: a registry name, or ``{"name": ..., **kwargs}`` with the name's arguments.
 Spec = str | dict[str, Any]
@@ -21,6 +29,15 @@ Spec = str | dict[str, Any]
 def spec_name(spec: Spec) -> str:
     """The registry name a spec refers to."""
     return spec if isinstance(spec, str) else str(spec.get("name"))
+
+
+def spec_label(spec: Spec) -> str:
+    """``"importance"`` for a name, ``"importance(proposal=prior)"`` for a spec with options (K left out)."""
+    if isinstance(spec, str):
+        return spec
+    options = {k: v for k, v in spec.items() if k not in ("name", "num_samples")}
+    inner = ",".join(f"{k}={v}" for k, v in options.items())
+    return f"{spec.get('name')}({inner})" if inner else str(spec.get("name"))
 
 
 class UnknownNameError(KeyError, ValueError):

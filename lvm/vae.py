@@ -99,7 +99,13 @@ class VAE(EvaluatedModule):
             )
         from lvm.estimators import create_estimator  # local: estimators import the model
 
-        self.estimators = {spec_name(s): create_estimator(s) for s in estimators}
+        names = [spec_name(s) for s in estimators]  # metric keys: {stage}/log_px/{name}
+        if len(set(names)) < len(names):
+            raise ValueError(
+                f"each estimator is logged under its name, so names must differ; got {names} "
+                f"(to compare variants of one estimator, use lvm compare or lvm.compare_estimators)"
+            )
+        self.estimators = {name: create_estimator(s) for name, s in zip(names, estimators, strict=True)}
         # evaluation noise is keyed by (eval_seed, dataset index): the same for any batching or process count
         self._eval_elbo = create_estimator({"name": "elbo", "num_samples": num_samples})
         bound = _EVAL_BOUND.get(objective)

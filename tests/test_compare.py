@@ -21,6 +21,7 @@ from torch import Tensor, nn
 import lvm
 from lvm import LatentVariableModel, compare_estimators, create_estimator, register_estimator
 from lvm.checkpoint import DATAMODULE_KEY
+from lvm.cli import main as lvm_main
 from lvm.compare import main
 from lvm.data import TabularDataModule, TensorDataModule
 from lvm.errors import UsageError
@@ -296,9 +297,9 @@ def test_checkpoints_without_the_record_need_the_data_named(
         "--device",
         "cpu",
     ]
-    assert main(argv) == 2
+    assert lvm_main(["compare", *argv]) == 2  # the CLI entry: one line and a hint on stderr
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "pass --data-config PATH" in err and "'n_test': 13" in err
+    assert err.count("\n") == 2 and "pass --data-config PATH" in err and "'n_test': 13" in err
     assert main([*argv, "--data-class", "tabular", "--out", str(tmp_path / "b")]) == 0
     rows = json.loads((tmp_path / "b" / "compare.json").read_text())["rows"]
     assert [(r["estimator"], r["K"], r["num_datapoints"]) for r in rows] == [("prior", 3, 13)]
@@ -307,9 +308,9 @@ def test_checkpoints_without_the_record_need_the_data_named(
     cfg.write_text(yaml.safe_dump({"data": {"class_path": "lvm.data.TabularDataModule", "init_args": init}}))
     assert main([*argv, "--data-config", str(cfg), "--out", str(tmp_path / "c")]) == 0
     assert json.loads((tmp_path / "c" / "compare.json").read_text())["rows"][0]["num_datapoints"] == 5
-    assert main([*argv, "--data-class", "lvm.vae.VAE"]) == 2
+    assert lvm_main(["compare", *argv, "--data-class", "lvm.vae.VAE"]) == 2
     assert "'lvm.vae.VAE' is not a LightningDataModule class" in capsys.readouterr().err
-    assert main([*argv[:2], "--estimators", "importanse"]) == 2
+    assert lvm_main(["compare", *argv[:2], "--estimators", "importanse"]) == 2
     assert "Did you mean 'importance'" in capsys.readouterr().err
 
 

@@ -325,3 +325,10 @@ def test_fit_drops_the_failing_nvml_probe_and_restores_it(
     fit.fit(small_vae(), datamodule=datamodule(200))
     assert seen == [None, None]
     assert os.environ.get("PYTORCH_NVML_BASED_CUDA_CHECK") == "1"
+
+
+def test_two_estimators_of_one_name_are_refused_not_overwritten() -> None:
+    vae = small_vae(estimators=[{"name": "importance", "proposal": "prior"}, "elbo"])
+    assert list(vae.estimators) == ["importance", "elbo"]
+    with pytest.raises(ValueError, match=r"names must differ; got \['importance', 'importance'\]"):
+        small_vae(estimators=[{"name": "importance", "proposal": "prior"}, {"name": "importance"}])
