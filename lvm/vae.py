@@ -97,6 +97,9 @@ class VAE(EvaluatedModule):
             self.model = LatentVariableModel.build(
                 tuple(data_shape), latent_dim, encoder, decoder, likelihood
             )
+        if objective == "prior_mc":  # its bound never reaches q: frozen, so DDP waits for no gradient of it
+            for module in (self.model.encoder, self.model.posterior_head):
+                module.requires_grad_(False)
         from lvm.estimators import create_estimator  # local: estimators import the model
 
         names = [spec_name(s) for s in estimators]  # metric keys: {stage}/log_px/{name}

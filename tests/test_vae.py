@@ -100,6 +100,10 @@ def test_prior_mc_model_logs_the_prior_estimate_as_its_bound_and_trains(tmp_path
         )
     assert out["test/bound"] == pytest.approx(prior.log_px.mean().item(), abs=1e-4)
     assert out["test/bound"] > before + 2, (before, out["test/bound"])
+    # the encoder gets no gradient from this objective: frozen, so DDP's reducer does not wait for it
+    q_params = [*vae.model.encoder.parameters(), *vae.model.posterior_head.parameters()]
+    assert q_params and not any(p.requires_grad for p in q_params)
+    assert all(p.requires_grad for p in vae.model.decoder.parameters())
 
 
 def test_checkpoint_round_trip_gives_identical_outputs(tmp_path: Path) -> None:
