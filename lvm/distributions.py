@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.distributions import Independent, Normal
+from torch.distributions import Distribution, Independent, Normal
 
-__all__ = ["DiagonalGaussianHead", "StandardNormalPrior"]
+__all__ = ["DiagonalGaussianHead", "StandardNormalPrior", "normal_params"]
 
 
 class StandardNormalPrior(nn.Module):
@@ -46,3 +46,14 @@ class DiagonalGaussianHead(nn.Module):
     def forward(self, h: Tensor) -> Independent:
         loc, raw = self.linear(h).chunk(2, dim=-1)  # (B, L) each
         return Independent(Normal(loc, F.softplus(raw) + self.min_scale, validate_args=False), 1)
+
+
+def normal_params(dist: Distribution) -> tuple[Tensor, Tensor] | None:
+    """(loc, scale) of a diagonal Gaussian ``Independent(Normal, 1)``, else None."""
+    if (
+        isinstance(dist, Independent)
+        and dist.reinterpreted_batch_ndims == 1
+        and type(dist.base_dist) is Normal
+    ):
+        return dist.base_dist.loc, dist.base_dist.scale
+    return None

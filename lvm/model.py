@@ -8,9 +8,8 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution, Independent, kl_divergence
 
-from lvm.distributions import DiagonalGaussianHead, StandardNormalPrior
+from lvm.distributions import DiagonalGaussianHead, StandardNormalPrior, normal_params
 from lvm.encoders import create_decoder, create_encoder
-from lvm.estimators.base import normal_params
 from lvm.likelihoods import Likelihood, create_likelihood
 from lvm.registry import Spec
 

@@ -1,7 +1,8 @@
 """Estimators of log p(x), objects apart from the model, registered by name."""
 
+from lvm.distributions import normal_params
 from lvm.estimators.ais import AnnealedImportanceSampling
-from lvm.estimators.base import CHUNK_BYTES, Estimate, Estimator, normal_params
+from lvm.estimators.base import CHUNK_BYTES, Estimate, Estimator
 from lvm.estimators.bdmc import Sandwich, SandwichDistance, bdmc, compare_to_sandwich
 from lvm.estimators.diagnostics import LogWeights, mc_stderr, pareto_k
 from lvm.estimators.elbo import ELBO

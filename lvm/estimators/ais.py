@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, ClassVar
 import torch
 from torch import Tensor
 
-from lvm.estimators.base import Estimate, Estimator, normal_params
+from lvm.distributions import normal_params
+from lvm.estimators.base import Estimate, Estimator
 from lvm.estimators.diagnostics import LogWeights
 from lvm.estimators.noise import _GAMMA, NormalNoise, _mix64_int
 from lvm.estimators.registry import register_estimator

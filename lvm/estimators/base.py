@@ -8,12 +8,11 @@ from typing import TYPE_CHECKING, ClassVar
 
 import torch
 from torch import Tensor
-from torch.distributions import Distribution, Independent, Normal
 
 if TYPE_CHECKING:
     from lvm.model import LatentVariableModel
 
-__all__ = ["CHUNK_BYTES", "Estimate", "Estimator", "normal_params"]
+__all__ = ["CHUNK_BYTES", "Estimate", "Estimator"]
 
 #: Default budget for one chunk's decoder output (chunk x B x raw_size values); see ``Estimator.chunk_size``.
 CHUNK_BYTES = 16 * 2**20
@@ -48,17 +47,6 @@ class Estimate:
     def nll(self) -> Tensor:
         """Negative log-likelihood -log p(x), (B,), nats per datapoint."""
         return -self.log_px
-
-
-def normal_params(dist: Distribution) -> tuple[Tensor, Tensor] | None:
-    """(loc, scale) of a diagonal Gaussian ``Independent(Normal, 1)``, else None."""
-    if (
-        isinstance(dist, Independent)
-        and dist.reinterpreted_batch_ndims == 1
-        and type(dist.base_dist) is Normal
-    ):
-        return dist.base_dist.loc, dist.base_dist.scale
-    return None
 
 
 class Estimator:

@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
+from lvm.distributions import normal_params
 from lvm.estimators.ais import AnnealedImportanceSampling, _step_seed, anneal
-from lvm.estimators.base import Estimator, normal_params
+from lvm.estimators.base import Estimator
 from lvm.estimators.diagnostics import LogWeights
 from lvm.estimators.noise import NormalNoise
 from lvm.estimators.registry import create_estimator

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
-from lvm.estimators.base import normal_params
+from lvm.distributions import normal_params
 from lvm.estimators.noise import NormalNoise
 from lvm.estimators.sampling import LatentSampler, log_density
 

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
-from lvm.estimators.base import normal_params
+from lvm.distributions import normal_params
 from lvm.estimators.noise import NormalNoise
 
 __all__ = ["LatentSampler", "log_density"]
