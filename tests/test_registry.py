@@ -216,15 +216,20 @@ def test_broken_plugin_fails_on_use_not_on_listing(
         reg.create("broken")
 
 
+def dist_info_entry_points(folder: Path, dist: str, line: str) -> list:
+    """The entry points of an installed-looking distribution ``dist`` declaring ``line`` in GROUP."""
+    info = folder / f"{dist.replace('-', '_')}-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(f"[{GROUP}]\n{line}\n")
+    return list(PathDistribution(info).entry_points)
+
+
 def test_broken_plugin_message_names_its_distribution(
     reg: Registry, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """Entry points read from a real dist-info carry their distribution; the error names it."""
-    info = tmp_path / "lvm_bad_encoder-1.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: lvm-bad-encoder\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text(f"[{GROUP}]\nbad = lvm_no_such_plugin_module:Bad\n")
-    eps = list(PathDistribution(info).entry_points)
+    eps = dist_info_entry_points(tmp_path, "lvm-bad-encoder", "bad = lvm_no_such_plugin_module:Bad")
     assert eps[0].dist is not None
     use_entry_points(monkeypatch, reg, *eps)
 
@@ -271,11 +276,9 @@ def test_registering_a_plugin_name_replaces_the_lazy_entry(
 def test_distributions_name_plugin_parts_and_require_plugins_says_what_to_install(
     reg: Registry, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    info = tmp_path / "lvm_laplace-1.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: lvm-laplace\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text(f"[{GROUP}]\nlaplace = nowhere:Laplace\n")
-    use_entry_points(monkeypatch, reg, *PathDistribution(info).entry_points)
+    use_entry_points(
+        monkeypatch, reg, *dist_info_entry_points(tmp_path, "lvm-laplace", "laplace = nowhere:Laplace")
+    )
     spec = {"name": "mlp", "parts": [{"name": "conv"}, {"name": "x", "parts": ["laplace"]}]}
     assert reg.distributions(spec) == {"laplace": "lvm-laplace"}
     assert reg.distributions("mlp") == {}
