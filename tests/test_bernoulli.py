@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lvm.likelihoods import create_likelihood
+from lvm.likelihoods import bernoulli, create_likelihood
 from lvm.likelihoods.bernoulli import bernoulli_log_prob, bernoulli_log_prob_sum
 
 
@@ -27,7 +27,12 @@ def _torch_log_prob(f: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         ((5,), (5,)),
     ],
 )
-def test_kernels_match_torch_values_and_gradients_in_float64(f_shape: tuple, x_shape: tuple) -> None:
+@pytest.mark.parametrize("fused_from", [None, 1], ids=["default", "large-array-path"])
+def test_kernels_match_torch_values_and_gradients_in_float64(
+    f_shape: tuple, x_shape: tuple, fused_from: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if fused_from is not None:  # the path taken with gradients from 2^18 logits on, at any size
+        monkeypatch.setattr(bernoulli, "_FUSED_FROM", fused_from)
     g = torch.Generator().manual_seed(0)
     f = (5 * torch.randn(f_shape, generator=g, dtype=torch.float64)).requires_grad_()
     x = torch.rand(x_shape, generator=g, dtype=torch.float64).requires_grad_()  # grey values too
@@ -41,7 +46,12 @@ def test_kernels_match_torch_values_and_gradients_in_float64(f_shape: tuple, x_s
         assert torch.autograd.gradgradcheck(fn, (f, x))
 
 
-def test_sum_kernel_in_float32_over_the_whole_logit_range() -> None:
+@pytest.mark.parametrize("fused_from", [None, 1], ids=["default", "large-array-path"])
+def test_sum_kernel_in_float32_over_the_whole_logit_range(
+    fused_from: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if fused_from is not None:
+        monkeypatch.setattr(bernoulli, "_FUSED_FROM", fused_from)
     f = torch.linspace(-200, 200, 784 * 4).reshape(4, 784).requires_grad_()
     x = (torch.rand(4, 784, generator=torch.Generator().manual_seed(1)) < 0.5).float()
     lp = bernoulli_log_prob_sum(f, x)

@@ -81,12 +81,23 @@ def _log_prob_sum_small(f: Tensor, x: Tensor) -> Tensor:
     return torch.mul(x, f).sub_(softplus).sum(-1)
 
 
+# From this many logits on, the forward pass with gradients takes :func:`_log_prob_sum` (three
+# elementwise passes and a batched product) instead of :func:`_log_prob_sum_small`: forward and
+# backward of (C, 100, 784) logits, C = 1, 2, 3, 4, 5, 24, 50, ran at 1.34, 0.69, 0.86, 0.88,
+# 0.57, 0.58 and 0.41 times the time of the five-pass version (1 thread, Intel Xeon AVX-512,
+# paired medians of 7 interleaved rounds on a shared 2-core machine); AIS and IWAE's gradients
+# have such shapes.
+_FUSED_FROM = 2**18
+
+
 class _BernoulliLogProbSum(torch.autograd.Function):
-    """sum_j log p(x_j | f_j) with the gradient x - sigma(f) in one pass (the training path)."""
+    """sum_j log p(x_j | f_j) with the gradient x - sigma(f) written in place (the training path)."""
 
     @staticmethod
     def forward(ctx: torch.autograd.function.FunctionCtx, f: Tensor, x: Tensor) -> Tensor:
         ctx.save_for_backward(f, x)
+        if f.numel() >= _FUSED_FROM:
+            return _log_prob_sum(f, x - 0.5)
         return _log_prob_sum_small(f, x)
 
     @staticmethod
@@ -95,8 +106,16 @@ class _BernoulliLogProbSum(torch.autograd.Function):
     ) -> tuple[Tensor | None, Tensor | None]:
         f, x = ctx.saved_tensors
         g = grad.unsqueeze(-1)
-        df = ((x - torch.sigmoid(f)) * g).sum_to_size(f.shape) if ctx.needs_input_grad[0] else None
-        dx = (f * g).sum_to_size(x.shape) if ctx.needs_input_grad[1] else None
+        df = dx = None
+        if ctx.needs_input_grad[0]:
+            df = torch.sigmoid(f)
+            in_place = not torch.is_grad_enabled()  # (a double backward needs sigma(f) kept)
+            if in_place and torch.broadcast_shapes(f.shape, x.shape, g.shape) == f.shape:  # one array
+                df = df.sub_(x).mul_(g.neg())
+            else:
+                df = ((x - df) * g).sum_to_size(f.shape)
+        if ctx.needs_input_grad[1]:
+            dx = (f * g).sum_to_size(x.shape)
         return df, dx
 
 
