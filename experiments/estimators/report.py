@@ -108,7 +108,8 @@ def plot(results: dict[str, Any], path: Path) -> None:
                     if method != "elbo":
                         tag = p["T"] if "T" in p else p["K"]
                         ax.annotate(str(tag), (p["decoder_evals"], p["mean_log_px"]), fontsize=7,
-                                    xytext=(3, -9), textcoords="offset points", color=COLORS[method])  # fmt: skip
+                                    xytext=(3, 4 if method == "bdmc_upper" else -9), textcoords="offset points",
+                                    color=COLORS[method])  # fmt: skip
             ax.set_xscale("log")
             ax.grid(True, which="both", alpha=0.3)
             ax.set_xlabel("decoder evaluations per datapoint")
