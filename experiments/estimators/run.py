@@ -37,7 +37,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 from report import plot, write_tables
@@ -62,17 +62,23 @@ def int_list(text: str) -> list[int]:
     return values
 
 
+def fail(message: str) -> NoReturn:
+    """One line on stderr and exit status 2, as for a bad option."""
+    print(f"run.py: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def checkpoint_path(path: Path) -> Path:
     """A checkpoint, or the one a result JSON of experiments/mnist names (relative to its repository)."""
     if path.suffix != ".json":
         return path
     if not path.is_file():
-        raise SystemExit(f"run.py: error: {path} not found (pass a checkpoint with --vae / --iwae)")
+        fail(f"{path} not found (pass a checkpoint with --vae / --iwae)")
     ckpt = Path(json.loads(path.read_text())["checkpoint"])
     for base in [Path.cwd(), *path.resolve().parents]:
         if (base / ckpt).is_file():
             return base / ckpt
-    raise SystemExit(f"run.py: error: checkpoint {ckpt} named by {path} not found")
+    fail(f"checkpoint {ckpt} named by {path} not found")
 
 
 def _finite(value: float | None) -> float | None:
@@ -241,13 +247,12 @@ def main(argv: list[str] | None = None) -> int:
         plot(results, out / "estimators.png")
         return 0
     if args.num_datapoints < 1 or args.chains < 1 or args.leapfrog_steps < 1 or args.threads < 1:
-        raise SystemExit(
-            "run.py: error: --num-datapoints, --chains, --leapfrog-steps and --threads must be >= 1"
-        )
-    ckpts = {key: checkpoint_path(getattr(args, key)) for key in MODELS}
-    for key, ckpt in ckpts.items():
-        if not ckpt.is_file():
-            raise SystemExit(f"run.py: error: --{key} checkpoint {ckpt} not found")
+        fail("--num-datapoints, --chains, --leapfrog-steps and --threads must be >= 1")
+    ckpts = {}
+    for key in MODELS:
+        ckpts[key] = checkpoint_path(getattr(args, key))
+        if not ckpts[key].is_file():
+            fail(f"--{key} checkpoint {ckpts[key]} not found")
     torch.set_num_threads(args.threads)
     from lvm.data import MNISTDataModule
     from lvm.estimators.ais import AnnealedImportanceSampling
