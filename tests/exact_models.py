@@ -38,6 +38,18 @@ def set_head(model: LatentVariableModel, weight: Tensor, bias: Tensor, scale: Te
         lin.bias[n:] = inverse_softplus(scale - MIN_SCALE)
 
 
+class Spy(nn.Module):
+    """Counts the z rows decoded."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner, self.rows = inner, 0
+
+    def forward(self, z: Tensor) -> Tensor:
+        self.rows += z.shape[:-1].numel()
+        return self.inner(z)
+
+
 @dataclass
 class LinearGaussian:
     """x = W z + b + s eps, z ~ N(0, I_L), W with orthogonal columns, so p(z | x) is a diagonal Gaussian.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from exact_models import Identity, bernoulli_2d, linear_gaussian, sample_data
+from exact_models import Identity, Spy, bernoulli_2d, linear_gaussian, sample_data
 from torch import Tensor, nn
 from torch.distributions import Distribution, Normal
 
@@ -14,18 +14,6 @@ from lvm.estimators.quadrature import Grid, grid_log_px
 from lvm.likelihoods import Gaussian
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-class Spy(nn.Module):
-    """Counts the z rows decoded."""
-
-    def __init__(self, inner: nn.Module) -> None:
-        super().__init__()
-        self.inner, self.rows = inner, 0
-
-    def forward(self, z: Tensor) -> Tensor:
-        self.rows += z.shape[:-1].numel()
-        return self.inner(z)
 
 
 @pytest.mark.parametrize(("steps", "schedule"), [(1, "sigmoid"), (3, "linear"), (40, "sigmoid")])

@@ -241,6 +241,20 @@ class AnnealedImportanceSampling(Estimator):
         self.leapfrog_steps, self.step_size, self.target_accept = leapfrog_steps, step_size, target_accept
         self.pilot_chains = pilot_chains
 
+    @property
+    def evaluations_per_chain(self) -> int:
+        """1 + (T - 1) L: p(x | z) and its gradient at the start and after every leapfrog step."""
+        return 1 + (self.steps - 1) * self.leapfrog_steps
+
+    def decoder_evaluations(self, model: LatentVariableModel) -> int:
+        """(K + pilot_chains)(1 + (T - 1) L) + 1 per datapoint, each with a backward pass but the last.
+
+        Every chain, pilot or counted, decodes its start and the end of each of the L leapfrog
+        steps of the T - 1 transitions (the last increment of log w needs no transition); the
+        differentiability check decodes one more z, forward only.
+        """
+        return (self.num_samples + self.pilot_chains) * self.evaluations_per_chain + 1
+
     def _estimate(self, model: LatentVariableModel, x: Tensor, index: Tensor | None, seed: int) -> Estimate:
         q = model.posterior(x)
         r = q if self.start == "posterior" else model.prior()

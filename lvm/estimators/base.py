@@ -102,6 +102,14 @@ class Estimator:
     def _estimate(self, model: LatentVariableModel, x: Tensor, index: Tensor | None, seed: int) -> Estimate:
         raise NotImplementedError(f"{type(self).__name__} must implement _estimate")
 
+    def decoder_evaluations(self, model: LatentVariableModel) -> int:
+        """Latent vectors z that :meth:`estimate` decodes per datapoint: its cost in decoder passes.
+
+        K here: one pass of p(x | z_k) per sample, as in importance sampling, the prior Monte
+        Carlo estimate and the ELBO (S samples). Estimators that decode more override it.
+        """
+        return self.num_samples
+
     def chunks(
         self, model: LatentVariableModel, x: Tensor, total: int | None = None
     ) -> Iterator[tuple[int, int]]:

@@ -35,6 +35,9 @@ class Sandwich:
         upper_stderr: The same for ``upper``, (N,).
         steps: T.
         num_chains: K, chains per datapoint and direction.
+        lower_decoder_evaluations: z decoded per datapoint by forward AIS
+            (:meth:`~lvm.estimators.ais.AnnealedImportanceSampling.decoder_evaluations`).
+        upper_decoder_evaluations: The same for reverse AIS, (K + pilot chains)(1 + (T - 1) L).
     """
 
     x: Tensor
@@ -45,6 +48,8 @@ class Sandwich:
     upper_stderr: Tensor
     steps: int
     num_chains: int
+    lower_decoder_evaluations: int
+    upper_decoder_evaluations: int
 
     @property
     def width(self) -> Tensor:
@@ -142,7 +147,10 @@ def bdmc(
         parts.append((forward.log_px, upper, forward.mc_stderr, upper_se))
     lower, upper, lower_se, upper_se = (torch.cat(p) for p in zip(*parts))
     assert lower_se is not None
-    return Sandwich(x, z, lower, upper, lower_se, upper_se, steps, num_chains)
+    reverse = (num_chains + ais.pilot_chains) * ais.evaluations_per_chain  # no differentiability check
+    return Sandwich(
+        x, z, lower, upper, lower_se, upper_se, steps, num_chains, ais.decoder_evaluations(model), reverse
+    )
 
 
 @torch.no_grad()

@@ -150,5 +150,10 @@ class Quadrature(Estimator):
         n = self.fine.n ** int(model.latent_dim)
         return Estimate(fine.to(x.dtype), n, mc_stderr=(fine - coarse).abs().to(x.dtype))
 
+    def decoder_evaluations(self, model: LatentVariableModel) -> int:
+        """n^L + (n/2)^L grid points, decoded once per batch and shared by all its datapoints."""
+        dim = int(model.latent_dim)
+        return self.fine.n**dim + self.coarse.n**dim
+
     def __repr__(self) -> str:
         return f"Quadrature(points={self.fine.n}, lim={self.fine.lim:g}, chunk_size={self.chunk_size})"
