@@ -143,6 +143,7 @@ def run_one(name: str, seed: int, args: argparse.Namespace, epochs: int, out: Pa
         cmd += ["--out", str(dest), "--no-progress"] + (["--limit", str(args.limit)] if args.limit else [])
         eval_s += _run(cmd, logs / f"{tag}_compare_{est}.log")
         rows += json.loads((dest / "compare.json").read_text())["rows"]
+        (dest / "compare.png").unlink(missing_ok=True)  # one plot per experiment: learning_curves.png
     imp = next(r for r in rows if r["estimator"] == "importance")
     elbo = next(r for r in rows if r["estimator"] == "elbo")
     curve = _curve(root)
