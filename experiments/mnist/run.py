@@ -250,6 +250,7 @@ def plot_curves(results: list[dict[str, Any]], path: Path, title: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), dpi=120)
     colors = {n: f"C{i}" for i, n in enumerate(VARIANTS)}
@@ -272,6 +273,7 @@ def plot_curves(results: list[dict[str, Any]], path: Path, title: str) -> None:
     axes[1].set_title("training bound: ELBO for k = 1, L_k for IWAE", fontsize=9)
     for ax in axes:
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.legend(fontsize=8, title="one line per seed", title_fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()
