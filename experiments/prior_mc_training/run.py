@@ -134,6 +134,7 @@ def summarise(rows: list[dict]) -> list[dict]:
                         "mean": statistics.mean(vals),
                         "sd": statistics.stdev(vals) if len(vals) > 1 else None,
                         "train_seconds": statistics.mean(r["train_seconds"] for r in rs),
+                        "images": rs[0]["images"],
                     }
                 )
     return out
@@ -141,16 +142,18 @@ def summarise(rows: list[dict]) -> list[dict]:
 
 def table(res: dict) -> str:
     lines = [
-        f"Test log p(x) (nats), first {res['images']} test images, mean ± sd over seeds {res['seeds']}; "
+        f"Test log p(x) (nats) of the first N test images, mean ± sd over the seeds listed; "
         f"{res['epochs']} epochs each.",
         "",
-        "| latent | objective | estimator | test log p(x) | training s per run |",
-        "|---|---|---|---|---|",
+        "| latent | objective | estimator | test log p(x) | seeds | N | training s per run |",
+        "|---|---|---|---|---|---|---|",
     ]
     for s in res["summary"]:
         sd = f" ± {s['sd']:.2f}" if s["sd"] is not None else " (one seed)"
+        seeds = " ".join(str(x) for x in s["seeds"])
         lines.append(
-            f"| {s['latent_dim']} | {s['objective']} | {s['estimator']} | {s['mean']:.2f}{sd} | {s['train_seconds']:.0f} |"
+            f"| {s['latent_dim']} | {s['objective']} | {s['estimator']} | {s['mean']:.2f}{sd} | {seeds} | "
+            f"{s.get('images', res['images'])} | {s['train_seconds']:.0f} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -211,9 +214,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--out", type=Path, default=HERE / "results")
     p.add_argument("--replot", action="store_true", help="only rewrite results.md and the figure")
+    p.add_argument(
+        "--merge",
+        type=Path,
+        nargs="+",
+        default=None,
+        help="with --replot: combine the runs of these output folders' results.json into --out",
+    )
     args = p.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    if args.replot:
+    if args.replot and args.merge:
+        parts = [json.loads((d / "results.json").read_text()) for d in args.merge]
+        runs = [r for part in parts for r in part["runs"]]
+        res = {**parts[0], "runs": runs, "summary": summarise(runs), "parts": [str(d) for d in args.merge]}
+        res["seeds"] = sorted({r["seed"] for r in runs})
+        res["wall_seconds"] = sum(part["wall_seconds"] for part in parts)
+        (args.out / "results.json").write_text(json.dumps(res, indent=2) + "\n")
+    elif args.replot:
         res = json.loads((args.out / "results.json").read_text())
     else:
         torch.set_num_threads(args.threads)

@@ -114,7 +114,13 @@ class Likelihood(nn.Module):
                 f"got raw shape {tuple(raw.shape)}"
             )
         batch = raw.shape[:-1]
-        chunks = raw.reshape(*batch, self.num_params, *self.event_shape).unbind(len(batch))
+        # One parameter: a view, as unbind's backward copies the gradient into a new array (AIS
+        # with K = 20, T = 50, L = 5 on 100 MNIST-sized points: 0.93 of the time with unbind,
+        # paired median of 7 interleaved rounds, 0.87-1.03, 2 threads on a quiet 2-core Xeon).
+        if self.num_params == 1:
+            chunks: tuple[Tensor, ...] = (raw.reshape(*batch, *self.event_shape),)
+        else:
+            chunks = raw.reshape(*batch, self.num_params, *self.event_shape).unbind(len(batch))
         return {spec.name: spec.apply(c) for spec, c in zip(self.params, chunks)}
 
     def forward(self, raw: Tensor) -> Distribution:
