@@ -130,7 +130,7 @@ def summarise(rows: list[dict]) -> list[dict]:
                         "latent_dim": latent,
                         "objective": obj,
                         "estimator": label,
-                        "seeds": [r["seed"] for r in rs if label in r],
+                        "seeds": sorted(r["seed"] for r in rs if label in r),
                         "mean": statistics.mean(vals),
                         "sd": statistics.stdev(vals) if len(vals) > 1 else None,
                         "train_seconds": statistics.mean(r["train_seconds"] for r in rs),
@@ -225,7 +225,12 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     if args.replot and args.merge:
         parts = [json.loads((d / "results.json").read_text()) for d in args.merge]
-        runs = [r for part in parts for r in part["runs"]]
+        runs, seen = [], set()
+        for r in (r for part in parts for r in part["runs"]):  # a run saved twice counts once
+            key = (r["latent_dim"], r["objective"], r["seed"])
+            if key not in seen:
+                seen.add(key)
+                runs.append(r)
         res = {**parts[0], "runs": runs, "summary": summarise(runs), "parts": [str(d) for d in args.merge]}
         res["seeds"] = sorted({r["seed"] for r in runs})
         res["wall_seconds"] = sum(part["wall_seconds"] for part in parts)
