@@ -147,9 +147,9 @@ def bdmc(
         parts.append((forward.log_px, upper, forward.mc_stderr, upper_se))
     lower, upper, lower_se, upper_se = (torch.cat(p) for p in zip(*parts))
     assert lower_se is not None
-    reverse = (num_chains + ais.pilot_chains) * ais.evaluations_per_chain  # no differentiability check
+    forward_evals = ais.decoder_evaluations(model)  # reverse AIS skips the differentiability check
     return Sandwich(
-        x, z, lower, upper, lower_se, upper_se, steps, num_chains, ais.decoder_evaluations(model), reverse
+        x, z, lower, upper, lower_se, upper_se, steps, num_chains, forward_evals, forward_evals - 1
     )
 
 

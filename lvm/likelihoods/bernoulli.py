@@ -85,8 +85,10 @@ def _log_prob_sum_small(f: Tensor, x: Tensor) -> Tensor:
 # elementwise passes and a batched product) instead of :func:`_log_prob_sum_small`: forward and
 # backward of (C, 100, 784) logits, C = 1, 2, 3, 4, 5, 24, 50, ran at 1.34, 0.69, 0.86, 0.88,
 # 0.57, 0.58 and 0.41 times the time of the five-pass version (1 thread, Intel Xeon AVX-512,
-# paired medians of 7 interleaved rounds on a shared 2-core machine); AIS and IWAE's gradients
-# have such shapes.
+# paired medians of 7 interleaved rounds on a shared 2-core machine). The five-pass version wins
+# on a training batch (C = 1); C = 2 to 4 were noisy under load, so the switch sits at 2^18
+# logits (C >= 4 here), where every measurement favoured the three-pass one. AIS and IWAE's
+# gradients have such shapes.
 _FUSED_FROM = 2**18
 
 
