@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import ctypes
-import os
 from collections.abc import Sequence
 from typing import Any
 
 import lightning as L
-import torch
 from torch import Tensor, nn
 
 from lvm.checkpoint import record_datamodule, rng_state, set_rng_state
 from lvm.metrics import MeanWithStdErr
+from lvm.optim import Adam
 
-__all__ = ["EvaluatedModule", "drop_failing_nvml_probe"]
+__all__ = ["EvaluatedModule"]
 
 _STAGES = ("val", "test")
 
@@ -30,8 +28,6 @@ class EvaluatedModule(L.LightningModule):
       ``{stage}/{name}_stderr`` and ``{stage}/count`` at the epoch's end.
     - A checkpoint carries the torch RNG state; resuming a fit restores it, so a resumed run
       draws what an uninterrupted one would.
-    - Where NVML cannot load, a fit runs without Lightning's ``PYTORCH_NVML_BASED_CUDA_CHECK``
-      (see :func:`drop_failing_nvml_probe`); it is set back when the fit ends.
 
     Subclasses set ``self.model`` (with ``event_shape``, ``likelihood`` and ``init_output_bias``),
     call :meth:`track` with the names their ``_eval_step(batch, stage)`` passes to :meth:`record`.
@@ -96,27 +92,10 @@ class EvaluatedModule(L.LightningModule):
             metric.reset()
         self.log_dict(logs, prog_bar=stage == "val", sync_dist=False)
 
-    def adam(self) -> torch.optim.Adam:
-        """Adam (Kingma & Ba 2015) over all parameters with ``hparams`` ``lr``, ``betas``, ``eps``.
-
-        The fused kernel updates every parameter in one call, the same update up to float
-        rounding: 300 steps on the IWAE MLP's parameters took 0.19 s fused and 0.41 s with the
-        per-tensor loop on a 2-core CPU (9 interleaved rounds; per-round ratio median 2.16, least 1.92).
-        """
+    def adam(self) -> Adam:
+        """:class:`lvm.optim.Adam` over all parameters with ``hparams`` ``lr``, ``betas``, ``eps``."""
         h = self.hparams
-        fused = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in self.parameters())
-        return torch.optim.Adam(
-            self.parameters(), lr=h.lr, betas=tuple(h.betas), eps=h.eps, fused=fused or None
-        )
-
-    # -- fit: no failing NVML probe per optimiser step --------------------------------------
-    def on_fit_start(self) -> None:
-        self._nvml_env = drop_failing_nvml_probe()
-
-    def on_fit_end(self) -> None:
-        if getattr(self, "_nvml_env", None) is not None:
-            os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", self._nvml_env)
-        self._nvml_env = None
+        return Adam(self.parameters(), lr=h.lr, betas=tuple(h.betas), eps=h.eps)
 
     # -- checkpoints: the RNG state, so a resumed run draws what an uninterrupted one would ----
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -131,19 +110,3 @@ class EvaluatedModule(L.LightningModule):
         if self._resume_rng is not None and self.trainer.ckpt_path:
             set_rng_state(self._resume_rng, self.device)
         self._resume_rng = None
-
-
-def drop_failing_nvml_probe() -> str | None:
-    """Unset ``PYTORCH_NVML_BASED_CUDA_CHECK`` (set by Lightning's import) where NVML cannot load.
-
-    Without NVML every ``torch.cuda.is_available()``, one per ``Adam.step``, retries a failed
-    ``dlopen``: 300 fused Adam steps of the IWAE MLP took 0.85 s with the variable and 0.57 s
-    without on a shared 2-core CPU (11 interleaved rounds, ratio median 1.51, least 1.00). Where
-    NVML loads, or the variable is not "1", nothing changes. Returns the removed value, or None.
-    """
-    if os.environ.get("PYTORCH_NVML_BASED_CUDA_CHECK") == "1":
-        try:
-            ctypes.CDLL("libnvidia-ml.so.1")
-        except OSError:
-            return os.environ.pop("PYTORCH_NVML_BASED_CUDA_CHECK")
-    return None

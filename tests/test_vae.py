@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 from typing import Any
 
@@ -306,29 +305,6 @@ def test_training_values_are_logged_only_on_logger_steps(
         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0, default_root_dir=tmp_path,
     ).fit(vae, datamodule=TensorDataModule((torch.rand(400, 20) < 0.3).float(), batch_size=10))  # fmt: skip
     assert steps == [3, 7, 11]
-
-
-def test_fit_drops_the_failing_nvml_probe_and_restores_it(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Where NVML cannot load, the fit runs without PYTORCH_NVML_BASED_CUDA_CHECK; it is back afterwards."""
-    import ctypes
-
-    def no_nvml(name: str, *args: Any, **kw: Any) -> Any:
-        raise OSError(f"{name}: cannot open shared object file")
-
-    monkeypatch.setenv("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
-    monkeypatch.setattr(ctypes, "CDLL", no_nvml)
-    seen: list[str | None] = []
-
-    class Probe(L.Callback):
-        def on_train_batch_start(self, *args: Any) -> None:
-            seen.append(os.environ.get("PYTORCH_NVML_BASED_CUDA_CHECK"))
-
-    fit = trainer(tmp_path, max_epochs=1, limit_train_batches=2, limit_val_batches=0, callbacks=[Probe()])
-    fit.fit(small_vae(), datamodule=datamodule(200))
-    assert seen == [None, None]
-    assert os.environ.get("PYTORCH_NVML_BASED_CUDA_CHECK") == "1"
 
 
 def test_two_estimators_of_one_name_are_refused_not_overwritten() -> None:
