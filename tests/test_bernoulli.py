@@ -21,18 +21,27 @@ def _torch_log_prob(f: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     ("f_shape", "x_shape"),
     [
         ((2, 2, 125), (2, 125)),
+        ((3, 2, 9), (2, 9)),
         ((2, 125), (2, 2, 125)),
         ((3, 4, 7), (3, 4, 7)),
         ((2, 3, 5), (5,)),
         ((5,), (5,)),
     ],
 )
-@pytest.mark.parametrize("fused_from", [None, 1], ids=["default", "large-array-path"])
+@pytest.mark.parametrize(
+    ("fused_from", "block"), [(None, None), (1, None), (1, 1)], ids=["default", "large-array-path", "blocks"]
+)
 def test_kernels_match_torch_values_and_gradients_in_float64(
-    f_shape: tuple, x_shape: tuple, fused_from: int | None, monkeypatch: pytest.MonkeyPatch
+    f_shape: tuple,
+    x_shape: tuple,
+    fused_from: int | None,
+    block: int | None,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     if fused_from is not None:  # the path taken with gradients from 2^18 logits on, at any size
         monkeypatch.setattr(bernoulli, "_FUSED_FROM", fused_from)
+    if block is not None:  # |f| made and reduced one sample at a time, as large arrays are
+        monkeypatch.setattr(bernoulli, "_BLOCK", block)
     g = torch.Generator().manual_seed(0)
     f = (5 * torch.randn(f_shape, generator=g, dtype=torch.float64)).requires_grad_()
     x = torch.rand(x_shape, generator=g, dtype=torch.float64).requires_grad_()  # grey values too
@@ -46,13 +55,17 @@ def test_kernels_match_torch_values_and_gradients_in_float64(
         assert torch.autograd.gradgradcheck(fn, (f, x))
 
 
-@pytest.mark.parametrize("fused_from", [None, 1], ids=["default", "large-array-path"])
+@pytest.mark.parametrize(
+    ("fused_from", "block"), [(None, None), (1, None), (1, 1)], ids=["default", "large-array-path", "blocks"]
+)
 def test_sum_kernel_in_float32_over_the_whole_logit_range(
-    fused_from: int | None, monkeypatch: pytest.MonkeyPatch
+    fused_from: int | None, block: int | None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     if fused_from is not None:
         monkeypatch.setattr(bernoulli, "_FUSED_FROM", fused_from)
-    f = torch.linspace(-200, 200, 784 * 4).reshape(4, 784).requires_grad_()
+    if block is not None:
+        monkeypatch.setattr(bernoulli, "_BLOCK", block)
+    f = torch.linspace(-200, 200, 784 * 12).reshape(3, 4, 784).requires_grad_()  # (C, B, D)
     x = (torch.rand(4, 784, generator=torch.Generator().manual_seed(1)) < 0.5).float()
     lp = bernoulli_log_prob_sum(f, x)
     ref = _torch_log_prob(f.double(), x.double()).sum(-1)

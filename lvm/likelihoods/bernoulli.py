@@ -49,21 +49,32 @@ def _sum_log(p: Tensor, group: int = 120) -> Tensor:
     return out + p[..., : m * group].unflatten(-1, (m, group)).prod(-1).log_().sum(-1) if m else out
 
 
+# Samples per block of :func:`_log_prob_sum`: |f| is made and reduced 2^18 values (1 MB in
+# float32) at a time, so the temporary stays in cache and is reused from malloc's free lists
+# instead of a fresh 16 MB array per chunk (page faults on every first touch). Importance
+# sampling, K = 5000 on 100 datapoints, the IWAE 1-layer model: 1.85x (1.63-2.20) the
+# decoder-forward floor against 2.80x (2.68-3.08) without blocks, paired medians of 7
+# interleaved rounds, 2 threads, Intel Xeon AVX-512 (2^19, 2^20 values: 1.96x, 2.06x).
+_BLOCK = 2**18
+
+
 def _log_prob_sum(f: Tensor, y: Tensor) -> Tensor:
     """sum_j (y_j f_j - |f_j| / 2 + log sigma(|f_j|)) over the last dim, y = x - 1/2.
 
-    For samples f (C, B, D) of a batch y (B, D), as the estimators have, sum_j y_j f_j is a
-    batched product (``einsum``) that writes no array the size of f: |f| is the one such
-    temporary (its sum, then sigma(|f|) in place). Each fresh array of this size costs page
-    faults where glibc maps it anew (16 MB chunks): importance sampling with K = 1000 took a
-    paired median of 0.87 of the time of the earlier two-temporary version (7 interleaved
-    rounds, 2 threads, Intel Xeon AVX-512). Other shapes take one elementwise pass and one sum.
+    For samples f (C, B, D) of a batch y (B, D), as the estimators have, sum_j y_j f_j is one
+    batched product over f's strides (no copy of f), and |f| is made and reduced a block of
+    about ``_BLOCK`` values at a time (sum, then sigma(|f|) in place). Other shapes take one
+    elementwise pass and one sum.
     """
-    a = f.abs()
     if f.dim() == 3 and y.shape == f.shape[1:]:
-        neg_half_abs = a.sum(-1).mul_(-0.5)
-        linear = torch.einsum("cbj,bj->cb", f, y)
-        return _sum_log(a.sigmoid_()).add_(linear).add_(neg_half_abs)
+        # (B, 1, D) @ (B, D, C): f[:, b, :] read as a transposed matrix in place
+        out = torch.bmm(y.unsqueeze(1), f.transpose(0, 1).transpose(1, 2)).squeeze(1).T.contiguous()
+        step = max(1, _BLOCK // f[0].numel())
+        for s in range(0, f.shape[0], step):
+            a = f[s : s + step].abs()
+            out[s : s + step].add_(a.sum(-1), alpha=-0.5).add_(_sum_log(a.sigmoid_()))
+        return out
+    a = f.abs()
     twice_neg_linear = torch.addcmul(a, f, y, value=-2.0).sum(-1)
     return torch.add(_sum_log(a.sigmoid_()), twice_neg_linear, alpha=-0.5)
 
