@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
 import sys
 from pathlib import Path
@@ -166,3 +167,19 @@ def test_prior_mc_curve_se_comes_from_the_repeats_when_there_are_some() -> None:
     row = {"repeat_means": [1.0, 2.0, 3.0, 4.0, 5.0], "error": {"se": 0.01}}
     assert prior_mc_run._se(row) == pytest.approx(np.std([1, 2, 3, 4, 5], ddof=1) / 5**0.5)
     assert prior_mc_run._se({"error": {"se": 0.3}}) == 0.3
+
+
+def test_m2_summary_gathers_the_seed_folders_of_one_budget(tmp_path: Path) -> None:
+    """Seeds run by separate processes into one folder end in one summary; other budgets stay out."""
+    m2_run = _load("experiments/semi_supervised/run.py", "m2_run")
+    for seed, acc, epochs in ((0, 0.95, 50), (1, 0.96, 50), (2, 0.97, 50), (3, 0.5, 1)):
+        (tmp_path / f"seed{seed}").mkdir()
+        row = {"seed": seed, "test_accuracy": acc, "max_epochs": epochs}
+        (tmp_path / f"seed{seed}" / "results.json").write_text(json.dumps(row))
+    s = m2_run.main(["--summarize", "--out", str(tmp_path)])
+    assert s["seeds"] == [0, 1, 2]
+    assert s["test_accuracy_mean"] == pytest.approx(0.96)
+    assert s["test_accuracy_sd"] == pytest.approx(0.01)
+    assert json.loads((tmp_path / "summary.json").read_text())["seeds"] == [0, 1, 2]
+    with pytest.raises(SystemExit, match="no results for 300 epochs"):
+        m2_run.main(["--summarize", "--full", "--out", str(tmp_path)])

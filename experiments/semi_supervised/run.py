@@ -9,6 +9,7 @@ the batch order.
 
     python experiments/semi_supervised/run.py                   # seeds 0 1 2, budget.cpu
     python experiments/semi_supervised/run.py --seeds 3 --full  # budget.full for one more seed
+    python experiments/semi_supervised/run.py --summarize       # summary.json of the seeds in --out
 """
 
 from __future__ import annotations
@@ -129,6 +130,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "--threads", type=int, default=1, help="torch CPU threads (1: fastest on a busy shared CPU)"
     )
     parser.add_argument("--accelerator", default="auto")
+    parser.add_argument(
+        "--summarize",
+        action="store_true",
+        help="train nothing: rewrite <out>/summary.json from the seed folders already in <out>",
+    )
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -137,13 +143,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.max_epochs is not None:
         budget["max_epochs"] = args.max_epochs
     out = Path(args.out)
-    runs = [run_seed(cfg, budget, s, out / f"seed{s}", args) for s in args.seeds]
+    if not args.summarize:
+        for s in args.seeds:
+            run_seed(cfg, budget, s, out / f"seed{s}", args)
+    # every seed run into ``out`` at this budget, also by other processes (seeds run in parallel)
+    runs = [json.loads(p.read_text()) for p in out.glob("seed*/results.json")]
+    runs = sorted((r for r in runs if r["max_epochs"] == budget["max_epochs"]), key=lambda r: r["seed"])
+    if not runs:
+        raise SystemExit(f"no results for {budget['max_epochs']} epochs in {out}/seed*/results.json")
     acc = [r["test_accuracy"] for r in runs]
     summary = {
         "command": "python experiments/semi_supervised/run.py "
         + " ".join(sys.argv[1:] if argv is None else argv),
         "max_epochs": budget["max_epochs"],
-        "seeds": args.seeds,
+        "seeds": [r["seed"] for r in runs],
         "test_accuracy_mean": statistics.mean(acc),
         "test_accuracy_sd": statistics.stdev(acc) if len(acc) > 1 else None,
         "anchor": {
