@@ -122,6 +122,8 @@ def summarise(rows: list[dict]) -> list[dict]:
     )
     for latent, obj in keys:
         rs = [r for r in rows if (r["latent_dim"], r["objective"]) == (latent, obj)]
+        if len({r["epochs"] for r in rs}) > 1:
+            raise ValueError(f"latent {latent}, {obj}: runs of different epochs {[r['epochs'] for r in rs]}")
         for label in ("quadrature", "ais_prior", "importance"):
             vals = [r[label]["mean_log_px"] for r in rs if label in r]
             if vals:
@@ -135,6 +137,7 @@ def summarise(rows: list[dict]) -> list[dict]:
                         "sd": statistics.stdev(vals) if len(vals) > 1 else None,
                         "train_seconds": statistics.mean(r["train_seconds"] for r in rs),
                         "images": rs[0]["images"],
+                        "epochs": rs[0]["epochs"],
                     }
                 )
     return out
@@ -142,17 +145,17 @@ def summarise(rows: list[dict]) -> list[dict]:
 
 def table(res: dict) -> str:
     lines = [
-        f"Test log p(x) (nats) of the first N test images, mean ± sd over the seeds listed; "
-        f"{res['epochs']} epochs each.",
+        "Test log p(x) (nats) of the first N test images, mean ± sd over the seeds listed.",
         "",
-        "| latent | objective | estimator | test log p(x) | seeds | N | training s per run |",
-        "|---|---|---|---|---|---|---|",
+        "| latent | objective | epochs | estimator | test log p(x) | seeds | N | training s per run |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for s in res["summary"]:
         sd = f" ± {s['sd']:.2f}" if s["sd"] is not None else " (one seed)"
         seeds = " ".join(str(x) for x in s["seeds"])
         lines.append(
-            f"| {s['latent_dim']} | {s['objective']} | {s['estimator']} | {s['mean']:.2f}{sd} | {seeds} | "
+            f"| {s['latent_dim']} | {s['objective']} | {s.get('epochs', res['epochs'])} | {s['estimator']} | "
+            f"{s['mean']:.2f}{sd} | {seeds} | "
             f"{s.get('images', res['images'])} | {s['train_seconds']:.0f} |"
         )
     return "\n".join(lines) + "\n"
@@ -184,7 +187,8 @@ def plot(res: dict, path: Path) -> None:
             )
     ax.set_xlabel("latent dimension")
     ax.set_ylabel("test log p(x) (nats), mean ± sd over seeds")
-    ax.set_xticks(sorted({s["latent_dim"] for s in res["summary"]}))
+    epochs = {s["latent_dim"]: s.get("epochs", res["epochs"]) for s in res["summary"]}
+    ax.set_xticks(sorted(epochs), [f"{d}\n({epochs[d]} epochs)" for d in sorted(epochs)])
     ax.set_title("2-D: quadrature; larger: AIS from the prior", fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
