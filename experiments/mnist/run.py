@@ -281,6 +281,48 @@ def plot_curves(results: list[dict[str, Any]], path: Path, title: str) -> None:
     plt.close(fig)
 
 
+def plot_estimates(results: list[dict[str, Any]], summary: dict[str, Any], path: Path, title: str) -> None:
+    """Every model and both estimators in one plot: -ELBO and the IS NLL per seed, mean ± sd, the paper's NLL."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.2, 4.6), dpi=120)
+    names = list(summary["variants"])
+    for i, name in enumerate(names):
+        rs = [r for r in results if r["variant"] == name]
+        v = summary["variants"][name]
+        for dx, key, sign, color, label in (
+            (-0.12, "test_elbo", -1, "C1", "-ELBO (K = 1)"),
+            (0.12, "test_nll", 1, "C0", f"NLL by importance sampling (K = {rs[0]['eval_K']})"),
+        ):
+            ys = [sign * r[key] for r in rs]
+            ax.plot([i + dx] * len(ys), ys, "o", color=color, alpha=0.35, ms=4)
+            ax.errorbar(
+                i + dx, sign * v[key]["mean"], yerr=v[key]["sd"] or 0, fmt="_", ms=14, mew=2,
+                capsize=4, color=color, label=label if i == 0 else None,
+            )  # fmt: skip
+        if v["paper_nll"] is not None:
+            ax.plot(
+                i + 0.12,
+                v["paper_nll"],
+                "*",
+                color="k",
+                ms=9,
+                label="paper NLL (Table 1)" if i == 0 else None,
+            )
+    ax.set_xticks(range(len(names)), [n.replace("_", " ") for n in names])
+    ax.set_xlim(-0.6, len(names) - 0.4)
+    ax.set_ylabel("nats per test image (lower is better)")
+    n = results[0]["test_images"]
+    ax.set_title(f"{title}\n{n:,} test images; dots: seeds, bars: mean ± sd", fontsize=9)
+    fig.legend(fontsize=8, loc="lower center", ncol=3, frameon=False)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
@@ -331,6 +373,7 @@ def main(argv: list[str] | None = None) -> int:
     print(write_table(summary, out, args.eval_k))
     title = f"MNIST ({args.split}), first {args.stages} stages of the schedule: {epochs} epochs"
     plot_curves(results, out / "learning_curves.png", title)
+    plot_estimates(results, summary, out / "estimates.png", title)
     return 0
 
 
