@@ -266,7 +266,7 @@ def plot_2d(
     ax.legend(fontsize=7)
 
     for ax, (i, title, zoom) in zip(axes[2:], panels):
-        posterior_panel(ax, model, x[i], f"test image {i}:\n{title}", zoom)
+        posterior_panel(ax, model, x[i], f"test image {i}, {title}", zoom)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -640,7 +640,7 @@ def main(argv: list[str] | None = None) -> int:
         x,
         [
             (0, "exact p(z | x) in blue", False),
-            (worst, f"worst IS error ({is_err[worst]:+.1f} nats at K={args.is_max_k:g}),\nzoomed", True),
+            (worst, f"worst IS error:\n{is_err[worst]:+.1f} nats at K={args.is_max_k:g}, zoomed", True),
         ],
         out / "prior_mc_2d.png",
     )
