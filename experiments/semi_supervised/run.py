@@ -39,7 +39,7 @@ class Curve(L.Callback):
     """Record (epoch, step, minutes, val/accuracy) at every validation."""
 
     def __init__(self) -> None:
-        self.start, self.rows = time.time(), []
+        self.start, self.cpu, self.rows = time.time(), time.process_time(), []
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or "val/accuracy" not in trainer.callback_metrics:
@@ -48,6 +48,7 @@ class Curve(L.Callback):
             "epoch": round(trainer.global_step / max(trainer.num_training_batches, 1), 3),
             "step": trainer.global_step,
             "minutes": round((time.time() - self.start) / 60, 2),
+            "cpu_minutes": round((time.process_time() - self.cpu) / 60, 2),
             "val_accuracy": round(float(trainer.callback_metrics["val/accuracy"]), 4),
         }
         self.rows.append(row)
@@ -131,6 +132,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     parser.add_argument("--accelerator", default="auto")
     parser.add_argument(
+        "--keep-denormals",
+        action="store_true",
+        help="do not flush subnormal floats to zero (slower on x86 CPUs as training goes on; see README)",
+    )
+    parser.add_argument(
         "--summarize",
         action="store_true",
         help="train nothing: rewrite <out>/summary.json from the seed folders already in <out>",
@@ -138,6 +144,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
+    # As M2 trains, some values fall below float32's normal range (1.2e-38: exp(f) for logits
+    # f < -87, squared gradients of saturated outputs in Adam), and x86 CPUs compute on such
+    # subnormal numbers many times slower (torch.exp on values near -95: 68 ms against 0.5 ms
+    # near -10, one thread). Without this, two seeds slowed from 0.4 to 1.2 CPU-minutes an epoch
+    # by epoch 20; with it, three seeds took 0.39-0.44 CPU-minutes an epoch from epoch 5 to 50
+    # (``cpu_minutes`` in results_seeds/). A flushed value differs by less than 1.2e-38.
+    if not args.keep_denormals:
+        torch.set_flush_denormal(True)
     cfg = yaml.safe_load(Path(args.config).read_text())
     budget = dict(cfg["budget"]["full" if args.full else "cpu"])
     if args.max_epochs is not None:
