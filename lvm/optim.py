@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -29,15 +30,24 @@ class Adam(torch.optim.Adam):
 
     def __init__(
         self,
-        params: Iterable[Tensor],
+        params: Iterable[Tensor] | Iterable[dict[str, Any]],
         lr: float = 1e-3,
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
     ) -> None:
-        params = list(params)
-        fused = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
-        super().__init__(params, lr=lr, betas=tuple(betas), eps=eps, fused=fused or None)
+        groups = [_materialise(g) for g in params]  # tensors, or parameter groups as torch takes them
+        tensors = [p for g in groups for p in (g["params"] if isinstance(g, dict) else [g])]
+        fused = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in tensors)
+        super().__init__(groups, lr=lr, betas=tuple(betas), eps=eps, fused=fused or None)
 
     def _accelerator_graph_capture_health_check(self) -> None:
         if any(p.device.type != "cpu" for group in self.param_groups for p in group["params"]):
             super()._accelerator_graph_capture_health_check()
+
+
+def _materialise(group: Tensor | dict[str, Any]) -> Tensor | dict[str, Any]:
+    """A parameter group's ``params`` as a list (it may be one tensor or a one-pass iterator)."""
+    if not isinstance(group, dict):
+        return group
+    params = group["params"]
+    return {**group, "params": [params] if isinstance(params, Tensor) else list(params)}

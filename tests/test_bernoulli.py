@@ -102,3 +102,9 @@ def test_the_likelihood_folds_image_event_dims() -> None:
     x = (torch.rand(5, 1, 4, 4) < 0.5).double()
     expected = _torch_log_prob(raw.reshape(3, 5, 1, 4, 4), x).sum((-3, -2, -1))
     torch.testing.assert_close(lk(raw).log_prob(x), expected)
+
+
+def test_empty_batch_log_density_is_empty() -> None:
+    """No datapoints in the batch: C x 0 log densities, not a division by zero in the block size."""
+    with torch.no_grad():
+        assert bernoulli_log_prob_sum(torch.zeros(3, 0, 784), torch.zeros(0, 784)).shape == (3, 0)

@@ -45,3 +45,15 @@ def test_a_cpu_step_does_not_probe_for_an_accelerator(monkeypatch: pytest.Monkey
     calls.clear()
     _steps(model, Adam(model.parameters()), x, n=2)
     assert calls == []
+
+
+def test_parameter_groups_keep_their_own_settings() -> None:
+    torch.manual_seed(0)
+    ours, x = nn.Linear(6, 3), torch.randn(8, 6)
+    theirs = copy.deepcopy(ours)
+    _steps(ours, Adam([{"params": ours.weight}, {"params": iter([ours.bias]), "lr": 0.5}], lr=0.1), x)
+    _steps(
+        theirs, torch.optim.Adam([{"params": theirs.weight}, {"params": [theirs.bias], "lr": 0.5}], lr=0.1), x
+    )
+    for a, b in zip(ours.parameters(), theirs.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)

@@ -69,7 +69,7 @@ def _log_prob_sum(f: Tensor, y: Tensor) -> Tensor:
     if f.dim() == 3 and y.shape == f.shape[1:]:
         # (B, 1, D) @ (B, D, C): f[:, b, :] read as a transposed matrix in place
         out = torch.bmm(y.unsqueeze(1), f.transpose(0, 1).transpose(1, 2)).squeeze(1).T.contiguous()
-        step = max(1, _BLOCK // f[0].numel())
+        step = max(1, _BLOCK // max(1, f[0].numel()))
         for s in range(0, f.shape[0], step):
             a = f[s : s + step].abs()
             out[s : s + step].add_(a.sum(-1), alpha=-0.5).add_(_sum_log(a.sigmoid_()))
