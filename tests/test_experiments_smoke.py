@@ -172,9 +172,17 @@ def test_prior_mc_curve_se_comes_from_the_repeats_when_there_are_some() -> None:
 def test_m2_summary_gathers_the_seed_folders_of_one_budget(tmp_path: Path) -> None:
     """Seeds run by separate processes into one folder end in one summary; other budgets stay out."""
     m2_run = _load("experiments/semi_supervised/run.py", "m2_run")
-    for seed, acc, epochs in ((0, 0.95, 50), (1, 0.96, 50), (2, 0.97, 50), (3, 0.5, 1)):
+    m2 = "experiments/semi_supervised/m2.yaml"
+    rows = (
+        (0, 0.95, 50, m2),
+        (1, 0.96, 50, m2),
+        (2, 0.97, 50, m2),
+        (3, 0.5, 1, m2),
+        (4, 0.5, 50, "other.yaml"),
+    )
+    for seed, acc, epochs, config in rows:
         (tmp_path / f"seed{seed}").mkdir()
-        row = {"seed": seed, "test_accuracy": acc, "max_epochs": epochs}
+        row = {"seed": seed, "test_accuracy": acc, "max_epochs": epochs, "config": config}
         (tmp_path / f"seed{seed}" / "results.json").write_text(json.dumps(row))
     s = m2_run.main(["--summarize", "--out", str(tmp_path)])
     assert s["seeds"] == [0, 1, 2]

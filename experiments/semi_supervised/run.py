@@ -162,7 +162,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             run_seed(cfg, budget, s, out / f"seed{s}", args)
     # every seed run into ``out`` at this budget, also by other processes (seeds run in parallel)
     runs = [json.loads(p.read_text()) for p in out.glob("seed*/results.json")]
-    runs = sorted((r for r in runs if r["max_epochs"] == budget["max_epochs"]), key=lambda r: r["seed"])
+    same = (budget["max_epochs"], Path(args.config).name)  # the budget and the config file
+    runs = sorted(
+        (r for r in runs if (r["max_epochs"], Path(r.get("config", same[1])).name) == same),
+        key=lambda r: r["seed"],
+    )
     if not runs:
         raise SystemExit(f"no results for {budget['max_epochs']} epochs in {out}/seed*/results.json")
     acc = [r["test_accuracy"] for r in runs]
