@@ -188,7 +188,12 @@ def plot(res: dict, path: Path) -> None:
     ax.set_xlabel("latent dimension")
     ax.set_ylabel("test log p(x) (nats), mean ± sd over seeds")
     epochs = {s["latent_dim"]: s.get("epochs", res["epochs"]) for s in res["summary"]}
-    ax.set_xticks(sorted(epochs), [f"{d}\n({epochs[d]} epochs)" for d in sorted(epochs)])
+    seeds = {d: max(len(s["seeds"]) for s in res["summary"] if s["latent_dim"] == d) for d in epochs}
+    ticks = [
+        f"{d}\n({epochs[d]} epoch{'s' * (epochs[d] != 1)}, {seeds[d]} seed{'s' * (seeds[d] > 1)})"
+        for d in sorted(epochs)
+    ]
+    ax.set_xticks(sorted(epochs), ticks)
     ax.set_title("2-D: quadrature; larger: AIS from the prior", fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
