@@ -169,7 +169,9 @@ def test_prior_mc_curve_se_comes_from_the_repeats_when_there_are_some() -> None:
     assert prior_mc_run._se({"error": {"se": 0.3}}) == 0.3
 
 
-def test_m2_summary_gathers_the_seed_folders_of_one_budget(tmp_path: Path) -> None:
+def test_m2_summary_gathers_the_seed_folders_of_one_budget(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Seeds run by separate processes into one folder end in one summary; other budgets stay out."""
     m2_run = _load("experiments/semi_supervised/run.py", "m2_run")
     m2 = "experiments/semi_supervised/m2.yaml"
@@ -189,5 +191,7 @@ def test_m2_summary_gathers_the_seed_folders_of_one_budget(tmp_path: Path) -> No
     assert s["test_accuracy_mean"] == pytest.approx(0.96)
     assert s["test_accuracy_sd"] == pytest.approx(0.01)
     assert json.loads((tmp_path / "summary.json").read_text())["seeds"] == [0, 1, 2]
-    with pytest.raises(SystemExit, match="no results for 300 epochs"):
+    with pytest.raises(SystemExit) as exit_:  # a usage error: one line on stderr, status 2
         m2_run.main(["--summarize", "--full", "--out", str(tmp_path)])
+    assert exit_.value.code == 2
+    assert "no results of 300 epochs with m2.yaml" in capsys.readouterr().err

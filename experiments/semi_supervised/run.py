@@ -168,7 +168,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         key=lambda r: r["seed"],
     )
     if not runs:
-        raise SystemExit(f"no results for {budget['max_epochs']} epochs in {out}/seed*/results.json")
+        where = f"{out}/seed*/results.json"
+        print(
+            f"run.py: no results of {budget['max_epochs']} epochs with {same[1]} in {where}", file=sys.stderr
+        )
+        raise SystemExit(2)
     acc = [r["test_accuracy"] for r in runs]
     summary = {
         "command": "python experiments/semi_supervised/run.py "
