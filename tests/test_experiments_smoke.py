@@ -195,3 +195,58 @@ def test_m2_summary_gathers_the_seed_folders_of_one_budget(
         m2_run.main(["--summarize", "--full", "--out", str(tmp_path)])
     assert exit_.value.code == 2
     assert "no results of 300 epochs with m2.yaml" in capsys.readouterr().err
+
+
+def test_tabular_summary_is_the_mean_and_sd_over_training_seeds(tmp_path: Path) -> None:
+    tab_run = _load("experiments/tabular/run.py", "tab_run")
+
+    def result(vae: float, truth: float) -> dict:
+        row = lambda m, g: {"mean": m, "se": 0.04, "gap_to_truth": {"mean": g, "se": 0.004}}  # noqa: E731
+        table = {
+            "true density (ceiling)": row(truth, 0.0),
+            "VAE, importance sampling K=5": row(vae, vae - truth),
+        }
+        return {"table": table, "epochs": 200, "n_train": 10, "n_test": 5, "time": {"total": {"wall_s": 1.0}}}
+
+    s = tab_run.summarize(
+        [result(-4.9, -4.85), result(-4.8, -4.85), result(-5.0, -4.85)], [0, 1, 2], tmp_path
+    )
+    vae = s["rows"]["VAE, importance sampling K=5"]
+    assert vae["log_px"]["mean"] == pytest.approx(-4.9)
+    assert vae["log_px"]["sd"] == pytest.approx(0.1)
+    assert vae["gap_to_truth"]["values"] == pytest.approx([-0.05, 0.05, -0.15])
+    assert (
+        "| VAE, importance sampling K=5 | -4.900 ± 0.100 | -0.050 ± 0.100 |"
+        in (tmp_path / "summary.md").read_text()
+    )
+    assert json.loads((tmp_path / "summary.json").read_text())["seeds"] == [0, 1, 2]
+
+
+def test_estimators_seed_summary_takes_the_largest_k_and_t_of_each_run() -> None:
+    sys.path.insert(0, str(ROOT / "experiments/estimators"))
+    try:
+        report = _load("experiments/estimators/report.py", "report")
+    finally:
+        sys.path.pop(0)
+
+    def run(gap: float, width: float, above: float, ais: float) -> dict:
+        pts = [
+            {"data": "test", "method": "ais", "T": 10, "mean_log_px": ais - 5},
+            {"data": "test", "method": "ais", "T": 100, "mean_log_px": ais},
+            {"data": "simulated", "method": "bdmc_lower", "T": 10, "width": 9.0},
+            {"data": "simulated", "method": "bdmc_lower", "T": 100, "width": width},
+            {"data": "simulated", "method": "importance", "K": 10, "above_lower": -9.0},
+            {"data": "simulated", "method": "importance", "K": 50, "above_lower": above},
+        ]
+        paired = {"is_max_k_minus_ais_max_t": {"mean": gap, "stderr": 0.1}, "K": 50, "T": 100}
+        model = {"checkpoint": "c.ckpt", "points": pts, "paired": paired}
+        return {"command": "c", "labels": {"vae": "VAE"}, "models": {"vae": model}}
+
+    s = report.summarize_seeds([run(-0.5, 0.02, -1.0, -100.0), run(-1.0, 0.04, -2.0, -101.0)])["figures"][
+        "vae"
+    ]
+    assert s["is_minus_ais"]["mean"] == pytest.approx(-0.75)
+    assert s["is_minus_ais"]["sd"] == pytest.approx(0.5 / 2**0.5)
+    assert s["sandwich_width"]["values"] == [0.02, 0.04]
+    assert s["is_below_lower"]["mean"] == pytest.approx(1.5)
+    assert s["ais"]["mean"] == pytest.approx(-100.5)

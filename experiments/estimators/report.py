@@ -124,3 +124,74 @@ def plot(results: dict[str, Any], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _mean_sd(values: list[float]) -> dict[str, Any]:
+    mean = sum(values) / len(values)
+    sd = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5 if len(values) > 1 else None
+    return {"mean": mean, "sd": sd, "values": values}
+
+
+def summarize_seeds(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The headline figures of each run (one per pair of training seeds), with mean and sd over runs.
+
+    Per model: importance sampling at the largest K minus AIS at the largest T on the test images
+    (paired over images), the BDMC sandwich's width at the largest T, how far importance sampling at
+    the largest K lies below that sandwich's lower bound, and AIS at the largest T itself.
+    """
+    figures: dict[str, dict[str, Any]] = {}
+    for key in runs[0]["models"]:
+        per: dict[str, list[float]] = {
+            "is_minus_ais": [],
+            "sandwich_width": [],
+            "is_below_lower": [],
+            "ais": [],
+        }
+        for run in runs:
+            m = run["models"][key]
+            pts = m["points"]
+            per["is_minus_ais"].append(m["paired"]["is_max_k_minus_ais_max_t"]["mean"])
+            t = max(p["T"] for p in pts if p["method"] == "bdmc_lower")
+            k = max(p["K"] for p in pts if p["method"] == "importance")
+            lower = next(p for p in pts if p["method"] == "bdmc_lower" and p["T"] == t)
+            imp = next(
+                p for p in pts if p["data"] == "simulated" and p["method"] == "importance" and p["K"] == k
+            )
+            ais = next(
+                p for p in pts if p["data"] == "test" and p["method"] == "ais" and p["T"] == m["paired"]["T"]
+            )
+            per["sandwich_width"].append(lower["width"])
+            per["is_below_lower"].append(-imp["above_lower"])
+            per["ais"].append(ais["mean_log_px"])
+        figures[key] = {name: _mean_sd(v) for name, v in per.items()}
+    return {
+        "runs": [
+            {"command": r["command"], "checkpoints": {k: m["checkpoint"] for k, m in r["models"].items()}}
+            for r in runs
+        ],  # fmt: skip
+        "labels": runs[0]["labels"],
+        "figures": figures,
+    }
+
+
+def write_seed_table(summary: dict[str, Any], path: Path) -> None:
+    """summary.md: one row per model, mean ± sd over the runs of each headline figure."""
+
+    def cell(d: dict[str, Any], digits: int) -> str:
+        sd = "" if d["sd"] is None else f" ± {d['sd']:.{digits}f}"
+        return f"{d['mean']:.{digits}f}{sd}"
+
+    n = len(summary["runs"])
+    lines = [
+        f"Over {n} training seed(s) (mean ± sd over seeds; the runs are listed in summary.json):",
+        "",
+        "| model | IS (largest K) - AIS (largest T), test images | BDMC sandwich width (largest T), simulated "
+        "| IS (largest K) below the sandwich's lower bound | AIS (largest T), test images |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for key, f in summary["figures"].items():
+        lines.append(
+            f"| {summary['labels'][key]} | {cell(f['is_minus_ais'], 2)} | {cell(f['sandwich_width'], 3)} | "
+            f"{cell(f['is_below_lower'], 2)} | {cell(f['ais'], 2)} |"
+        )
+    path.write_text("\n".join(lines) + "\n")

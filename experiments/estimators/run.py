@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import torch
-from report import plot, write_tables
+from report import plot, summarize_seeds, write_seed_table, write_tables
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -235,12 +235,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--replot", action="store_true", help="only rewrite results.md and the figure from results.json"
     )
+    p.add_argument(
+        "--summarize",
+        nargs="+",
+        type=Path,
+        metavar="RESULTS",
+        help="run nothing: write <out>/summary.json and summary.md, the mean and sd over these results.json "
+        "files (one per training seed) of each model's headline figures",
+    )
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     out: Path = args.out
+    if args.summarize:
+        missing = [str(f) for f in args.summarize if not f.is_file()]
+        if missing:
+            fail(f"no results file {missing[0]}; run the experiment for that seed first (--out)")
+        summary = summarize_seeds([json.loads(f.read_text()) for f in args.summarize])
+        summary["command"] = "python experiments/estimators/run.py " + " ".join(
+            sys.argv[1:] if argv is None else argv
+        )
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+        write_seed_table(summary, out / "summary.md")
+        print((out / "summary.md").read_text(), end="")
+        return 0
     if args.replot:
         results = json.loads((out / "results.json").read_text())
         write_tables(results, out / "results.md")

@@ -6,10 +6,13 @@ decoder-predicted scales on x2, x3). Reports the held-out log-likelihood (import
 ``--eval-k``) against the true density (the ceiling) and independent per-column MLE fits (scipy), and
 draws the model's marginal and pairwise densities against the truth.
 
-Writes results.json, results.md and tabular_densities.png into ``--out``.
+Writes results.json, results.md and tabular_densities.png into ``--out``; with ``--seeds``, one
+such folder per training seed (``<out>/seed<S>/``) and ``summary.json`` / ``summary.md`` (mean and
+standard deviation over seeds of each row's mean log p(x) and gap to the truth).
 
     python experiments/tabular/run.py           # CPU budget (README: measured time)
     python experiments/tabular/run.py --full    # 3x the epochs, 50,000 training rows
+    python experiments/tabular/run.py --seeds 0 1 2 --out experiments/tabular/results_seeds
 """
 
 from __future__ import annotations
@@ -77,13 +80,16 @@ def independent_log_density(x: np.ndarray, fit: dict[str, Any]) -> np.ndarray:
 
 
 # -- the VAE ------------------------------------------------------------------------------------------
-def train(cfg: dict[str, Any], epochs: int, n_train: int | None, progress: bool) -> tuple[lvm.VAE, Any]:
+def train(
+    cfg: dict[str, Any], epochs: int, n_train: int | None, progress: bool, seed: int
+) -> tuple[lvm.VAE, Any]:
+    """Fit the config's VAE with training seed ``seed`` (initialisation, batch order); the data keep theirs."""
     data = cfg["data"]
     init = dict(data.get("init_args", {}))
     if n_train:
         init["n_train"] = n_train
     dm = _class(data["class_path"])(**init)
-    L.seed_everything(cfg.get("seed_everything", 0), verbose=False)
+    L.seed_everything(seed, verbose=False)
     model = lvm.VAE(data_shape=dm.data_shape, **cfg["model"])
     trainer_args = {**cfg["trainer"], "max_epochs": epochs, "enable_progress_bar": progress}
     L.Trainer(**trainer_args).fit(model, dm)
@@ -223,13 +229,30 @@ def main(argv: list[str] | None = None) -> int:
         "--threads", type=int, default=1, help="torch CPU threads (1 is fastest on a busy 2-core box)"
     )
     p.add_argument("--full", action="store_true", help="full budget: 3x the epochs on 50,000 training rows")
+    p.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=None,
+        help="training seeds, one run each into <out>/seed<S>/, then summary.json (default: the config's "
+        "seed_everything, into <out>)",
+    )
     args = p.parse_args(argv)
 
     torch.set_num_threads(args.threads)
     cfg = yaml.safe_load(Path(args.config).read_text())
+    if not args.seeds:
+        run(cfg, args, int(cfg.get("seed_everything", 0)), Path(args.out))
+        return 0
+    results = [run(cfg, args, s, Path(args.out) / f"seed{s}") for s in args.seeds]
+    summarize(results, args.seeds, Path(args.out))
+    return 0
+
+
+def run(cfg: dict[str, Any], args: argparse.Namespace, train_seed: int, out: Path) -> dict[str, Any]:
+    """Train with ``train_seed``, evaluate against the truth, write results and the figure into ``out``."""
     epochs = args.epochs or int(cfg["trainer"]["max_epochs"]) * (3 if args.full else 1)
     n_train = args.n_train or (50000 if args.full else None)
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t0, c0 = time.perf_counter(), _cpu()
     times: dict[str, dict[str, float]] = {}
@@ -239,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
         times[name] = {"wall_s": round(time.perf_counter() - t0, 1), "cpu_s": round(_cpu() - c0, 1)}
         t0, c0 = time.perf_counter(), _cpu()
 
-    vae, dm = train(cfg, epochs, n_train, sys.stderr.isatty())
+    vae, dm = train(cfg, epochs, n_train, sys.stderr.isatty(), train_seed)
     lap("train")
     params = {p: getattr(dm, p) for p in ("k0", "theta0", "mu0", "sigma0")}
     x_test = dm.test
@@ -301,6 +324,7 @@ def main(argv: list[str] | None = None) -> int:
         "n_train": len(dm.train),
         "n_test": len(x_test),
         "epochs": epochs,
+        "train_seed": train_seed,
         "eval_k": args.eval_k,
         "table": table,
         "independent_fit": fit,
@@ -319,7 +343,52 @@ def main(argv: list[str] | None = None) -> int:
     (out / "results.md").write_text(md)
     print(md)
     print(f"time: {json.dumps(res['time'])}")
-    return 0
+    return res
+
+
+def summarize(results: list[dict[str, Any]], seeds: list[int], out: Path) -> dict[str, Any]:
+    """Mean and sd over training seeds of every row's mean log p(x) and gap; summary.json and .md."""
+    rows: dict[str, dict[str, Any]] = {}
+    for name in results[0]["table"]:
+        per = {
+            "log_px": [r["table"][name]["mean"] for r in results],
+            "gap_to_truth": [r["table"][name]["gap_to_truth"]["mean"] for r in results],
+        }
+        rows[name] = {
+            k: {
+                "mean": float(np.mean(v)),
+                "sd": float(np.std(v, ddof=1)) if len(v) > 1 else None,
+                "values": v,
+            }
+            for k, v in per.items()
+        }
+    summary = {
+        "command": "python experiments/tabular/run.py " + " ".join(sys.argv[1:]),
+        "seeds": list(seeds),
+        "epochs": results[0]["epochs"],
+        "n_train": results[0]["n_train"],
+        "n_test": results[0]["n_test"],
+        "rows": rows,
+        "wall_s": [r["time"]["total"]["wall_s"] for r in results],
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+
+    def sd(d: dict[str, Any]) -> str:
+        return "" if d["sd"] is None else f" ± {d['sd']:.3f}"
+
+    lines = [
+        f"Held-out log-likelihood over training seeds {', '.join(map(str, seeds))} (mean ± sd over seeds; "
+        f"{summary['n_test']} test rows, {summary['epochs']} epochs):",
+        "",
+        "| model | mean log p(x) | gap to truth |",
+        "|---|---|---|",
+    ]
+    for name, r in rows.items():
+        gap = "0" if name.startswith("true") else f"{r['gap_to_truth']['mean']:+.3f}{sd(r['gap_to_truth'])}"
+        lines.append(f"| {name} | {r['log_px']['mean']:.3f}{sd(r['log_px'])} | {gap} |")
+    (out / "summary.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return summary
 
 
 if __name__ == "__main__":
