@@ -290,6 +290,7 @@ def plot_estimates(results: list[dict[str, Any]], summary: dict[str, Any], path:
 
     fig, ax = plt.subplots(figsize=(7.2, 4.6), dpi=120)
     names = list(summary["variants"])
+    labelled: set[str] = set()
     for i, name in enumerate(names):
         rs = [r for r in results if r["variant"] == name]
         v = summary["variants"][name]
@@ -303,22 +304,26 @@ def plot_estimates(results: list[dict[str, Any]], summary: dict[str, Any], path:
                 i + dx, sign * v[key]["mean"], yerr=v[key]["sd"] or 0, fmt="_", ms=14, mew=2,
                 capsize=4, color=color, label=label if i == 0 else None,
             )  # fmt: skip
-        if v["paper_nll"] is not None:
-            ax.plot(
-                i + 0.12,
-                v["paper_nll"],
-                "*",
-                color="k",
-                ms=9,
-                label="paper NLL (Table 1)" if i == 0 else None,
-            )
+        anchors = (
+            (0.12, v["paper_nll"], "k", "paper NLL (Burda et al. 2016, Table 1)"),
+            (
+                -0.12,
+                v.get("paper_elbo") and -v["paper_elbo"],
+                "0.45",
+                "published -ELBO (Rezende & Mohamed 2015)",
+            ),
+        )
+        for dx, y, color, label in anchors:
+            if y is not None:  # each label once in the legend, from the first model that has the anchor
+                ax.plot(i + dx, y, "*", color=color, ms=9, label=None if label in labelled else label)
+                labelled.add(label)
     ax.set_xticks(range(len(names)), [n.replace("_", " ") for n in names])
     ax.set_xlim(-0.6, len(names) - 0.4)
     ax.set_ylabel("nats per test image (lower is better)")
     n = results[0]["test_images"]
     ax.set_title(f"{title}\n{n:,} test images; dots: seeds, bars: mean ± sd", fontsize=9)
-    fig.legend(fontsize=8, loc="lower center", ncol=3, frameon=False)
-    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    fig.legend(fontsize=8, loc="lower center", ncol=2, frameon=False)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
     fig.savefig(path)
     plt.close(fig)
 
