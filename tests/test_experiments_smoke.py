@@ -175,12 +175,13 @@ def test_m2_summary_gathers_the_seed_folders_of_one_budget(
     """Seeds run by separate processes into one folder end in one summary; other budgets stay out."""
     m2_run = _load("experiments/semi_supervised/run.py", "m2_run")
     m2 = "experiments/semi_supervised/m2.yaml"
+    epochs = yaml.safe_load((ROOT / m2).read_text())["budget"]["cpu"]["max_epochs"]  # the default budget
     rows = (
-        (0, 0.95, 50, m2),
-        (1, 0.96, 50, m2),
-        (2, 0.97, 50, m2),
+        (0, 0.95, epochs, m2),
+        (1, 0.96, epochs, m2),
+        (2, 0.97, epochs, m2),
         (3, 0.5, 1, m2),
-        (4, 0.5, 50, "other.yaml"),
+        (4, 0.5, epochs, "other.yaml"),
     )
     for seed, acc, epochs, config in rows:
         (tmp_path / f"seed{seed}").mkdir()
