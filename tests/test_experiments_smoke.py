@@ -201,8 +201,10 @@ def test_m2_summary_gathers_the_seed_folders_of_one_budget(
 def test_tabular_summary_is_the_mean_and_sd_over_training_seeds(tmp_path: Path) -> None:
     tab_run = _load("experiments/tabular/run.py", "tab_run")
 
+    def row(mean: float, gap: float) -> dict:
+        return {"mean": mean, "se": 0.04, "gap_to_truth": {"mean": gap, "se": 0.004}}
+
     def result(vae: float, truth: float) -> dict:
-        row = lambda m, g: {"mean": m, "se": 0.04, "gap_to_truth": {"mean": g, "se": 0.004}}  # noqa: E731
         table = {
             "true density (ceiling)": row(truth, 0.0),
             "VAE, importance sampling K=5": row(vae, vae - truth),
@@ -224,11 +226,7 @@ def test_tabular_summary_is_the_mean_and_sd_over_training_seeds(tmp_path: Path) 
 
 
 def test_estimators_seed_summary_takes_the_largest_k_and_t_of_each_run() -> None:
-    sys.path.insert(0, str(ROOT / "experiments/estimators"))
-    try:
-        report = _load("experiments/estimators/report.py", "report")
-    finally:
-        sys.path.pop(0)
+    report = _load("experiments/estimators/report.py", "report")
 
     def run(gap: float, width: float, above: float, ais: float) -> dict:
         pts = [

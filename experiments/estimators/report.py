@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -127,9 +128,8 @@ def plot(results: dict[str, Any], path: Path) -> None:
 
 
 def _mean_sd(values: list[float]) -> dict[str, Any]:
-    mean = sum(values) / len(values)
-    sd = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5 if len(values) > 1 else None
-    return {"mean": mean, "sd": sd, "values": values}
+    sd = statistics.stdev(values) if len(values) > 1 else None
+    return {"mean": statistics.mean(values), "sd": sd, "values": values}
 
 
 def summarize_seeds(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -168,7 +168,7 @@ def summarize_seeds(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "runs": [
             {"command": r["command"], "checkpoints": {k: m["checkpoint"] for k, m in r["models"].items()}}
             for r in runs
-        ],  # fmt: skip
+        ],
         "labels": runs[0]["labels"],
         "figures": figures,
     }
