@@ -212,7 +212,7 @@ def test_tabular_summary_is_the_mean_and_sd_over_training_seeds(tmp_path: Path) 
         return {"table": table, "epochs": 200, "n_train": 10, "n_test": 5, "time": {"total": {"wall_s": 1.0}}}
 
     s = tab_run.summarize(
-        [result(-4.9, -4.85), result(-4.8, -4.85), result(-5.0, -4.85)], [0, 1, 2], tmp_path
+        [result(-4.9, -4.85), result(-4.8, -4.85), result(-5.0, -4.85)], [0, 1, 2], tmp_path, "cmd"
     )
     vae = s["rows"]["VAE, importance sampling K=5"]
     assert vae["log_px"]["mean"] == pytest.approx(-4.9)
@@ -249,3 +249,21 @@ def test_estimators_seed_summary_takes_the_largest_k_and_t_of_each_run() -> None
     assert s["sandwich_width"]["values"] == [0.02, 0.04]
     assert s["is_below_lower"]["mean"] == pytest.approx(1.5)
     assert s["ais"]["mean"] == pytest.approx(-100.5)
+
+
+def test_estimators_summarize_names_a_corrupt_results_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A usage error, not a traceback: one line on stderr naming the file, exit status 2."""
+    sys.path.insert(0, str(ROOT / "experiments/estimators"))  # run.py imports report by its plain name
+    try:
+        est_run = _load("experiments/estimators/run.py", "est_run")
+    finally:
+        sys.path.pop(0)
+    bad = tmp_path / "results.json"
+    bad.write_text('{"models": {"vae": {}}}')
+    with pytest.raises(SystemExit) as exit_:
+        est_run.main(["--summarize", str(bad), "--out", str(tmp_path)])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(bad) in err[0]

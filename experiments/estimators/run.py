@@ -253,7 +253,17 @@ def main(argv: list[str] | None = None) -> int:
         missing = [str(f) for f in args.summarize if not f.is_file()]
         if missing:
             fail(f"no results file {missing[0]}; run the experiment for that seed first (--out)")
-        summary = summarize_seeds([json.loads(f.read_text()) for f in args.summarize])
+        runs = []
+        for f in args.summarize:
+            try:
+                runs.append(json.loads(f.read_text()))
+                summarize_seeds(runs[-1:])  # each file on its own first, so an error names it
+            except (json.JSONDecodeError, UnicodeDecodeError, KeyError, StopIteration, ValueError) as err:
+                fail(f"{f} is not a results.json of this script ({type(err).__name__}: {err})")
+        try:
+            summary = summarize_seeds(runs)
+        except KeyError as err:
+            fail(f"the files in --summarize must hold the same models; {err} is missing from one")
         summary["command"] = "python experiments/estimators/run.py " + " ".join(
             sys.argv[1:] if argv is None else argv
         )

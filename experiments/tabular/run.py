@@ -245,7 +245,8 @@ def main(argv: list[str] | None = None) -> int:
         run(cfg, args, int(cfg.get("seed_everything", 0)), Path(args.out))
         return 0
     results = [run(cfg, args, s, Path(args.out) / f"seed{s}") for s in args.seeds]
-    summarize(results, args.seeds, Path(args.out))
+    command = "python experiments/tabular/run.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    summarize(results, args.seeds, Path(args.out), command)
     return 0
 
 
@@ -346,7 +347,7 @@ def run(cfg: dict[str, Any], args: argparse.Namespace, train_seed: int, out: Pat
     return res
 
 
-def summarize(results: list[dict[str, Any]], seeds: list[int], out: Path) -> dict[str, Any]:
+def summarize(results: list[dict[str, Any]], seeds: list[int], out: Path, command: str) -> dict[str, Any]:
     """Mean and sd over training seeds of every row's mean log p(x) and gap; summary.json and .md."""
     rows: dict[str, dict[str, Any]] = {}
     for name in results[0]["table"]:
@@ -363,7 +364,7 @@ def summarize(results: list[dict[str, Any]], seeds: list[int], out: Path) -> dic
             for k, v in per.items()
         }
     summary = {
-        "command": "python experiments/tabular/run.py " + " ".join(sys.argv[1:]),
+        "command": command,
         "seeds": list(seeds),
         "epochs": results[0]["epochs"],
         "n_train": results[0]["n_train"],
