@@ -7,7 +7,7 @@ import json
 import math
 import sys
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 
 import numpy as np
 import pytest
@@ -33,6 +33,7 @@ def _load(rel: str, name: str) -> ModuleType:
 # run.py imports its neighbours by their plain names, as a script does
 quadrature = _load("experiments/prior_mc/quadrature.py", "quadrature")
 shared_prior = _load("experiments/prior_mc/shared_prior.py", "shared_prior")
+_load("experiments/prior_mc/seeds.py", "seeds")
 
 
 def linear_gaussian(
@@ -169,33 +170,105 @@ def test_prior_mc_curve_se_comes_from_the_repeats_when_there_are_some() -> None:
     assert prior_mc_run._se({"error": {"se": 0.3}}) == 0.3
 
 
+def _prior_mc_result(train_seed: int, exact: float, prior_err: float, gap10: float) -> dict:
+    """The parts of a prior_mc results.json that the seed summary reads."""
+    point = {"K": 1000, "error": {"mean": prior_err}}
+    sweep = [
+        {
+            "latent_dim": 10,
+            "active_units": 10,
+            "val_elbo": -110.0,
+            "prior": {"1000": {"gap": {"mean": gap10}}},
+            "importance": {"1000": {"gap": {"mean": -0.3}}},
+        }
+    ]
+    return {
+        "train_seed": train_seed,
+        "epochs": 10,
+        "images": 100,
+        "exact_mean": exact,
+        "curve": {"prior": [point], "importance": [{"K": 1000, "error": {"mean": -1.0}}]},
+        "sweep": sweep,
+    }
+
+
+def test_prior_mc_summary_is_the_mean_and_sd_over_training_seeds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    files = []
+    for seed, (exact, err, gap) in enumerate(
+        ((-166.0, -3.0, -57.0), (-167.0, -2.0, -55.0), (-168.0, -4.0, -59.0))
+    ):
+        files.append(tmp_path / f"s{seed}.json")
+        files[-1].write_text(json.dumps(_prior_mc_result(seed, exact, err, gap)))
+    assert prior_mc_run.main(["--summarize", *map(str, files), "--out", str(tmp_path)]) == 0
+    s = json.loads((tmp_path / "summary.json").read_text())
+    f = s["figures"]
+    assert s["train_seeds"] == [0, 1, 2]
+    assert f["2-D exact mean log p(x)"]["mean"] == pytest.approx(-167.0)
+    assert f["2-D exact mean log p(x)"]["sd"] == pytest.approx(1.0)
+    assert f["2-D prior MC error, K=1000"]["values"] == [-3.0, -2.0, -4.0]
+    assert f["latent 10: prior MC gap, K=1000"]["sd"] == pytest.approx(2.0)
+    assert (
+        "| latent 10: prior MC gap, K=1000 | -57.00 ± 2.00 | -57.00 | -55.00 | -59.00 |"
+        in (tmp_path / "summary.md").read_text()
+    )
+    capsys.readouterr()
+    other = _prior_mc_result(3, -166.0, -3.0, -57.0)
+    other["sweep"][0]["latent_dim"] = 20  # another study: the seeds cannot be pooled
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    (tmp_path / "bad.json").write_text("{not json")
+    for extra, says in (("other.json", "latent 10"), ("bad.json", "bad.json"), ("none.json", "none.json")):
+        with pytest.raises(SystemExit) as exit_:
+            prior_mc_run.main(["--summarize", str(files[0]), str(tmp_path / extra), "--out", str(tmp_path)])
+        assert exit_.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and says in err[0]
+
+
 def test_m2_summary_gathers_the_seed_folders_of_one_budget(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Seeds run by separate processes into one folder end in one summary; other budgets stay out."""
     m2_run = _load("experiments/semi_supervised/run.py", "m2_run")
     m2 = "experiments/semi_supervised/m2.yaml"
-    epochs = yaml.safe_load((ROOT / m2).read_text())["budget"]["cpu"]["max_epochs"]  # the default budget
+    budget = yaml.safe_load((ROOT / m2).read_text())["budget"]["cpu"]  # the default budget
+    epochs, decay = budget["max_epochs"], budget.get("lr_decay")
     rows = (
-        (0, 0.95, epochs, m2),
-        (1, 0.96, epochs, m2),
-        (2, 0.97, epochs, m2),
-        (3, 0.5, 1, m2),
-        (4, 0.5, epochs, "other.yaml"),
+        (0, 0.95, epochs, decay, m2),
+        (1, 0.96, epochs, decay, m2),
+        (2, 0.97, epochs, decay, m2),
+        (3, 0.5, 1, None, m2),  # a decay after the last epoch is no decay
+        (4, 0.5, epochs, decay, "other.yaml"),
+        (5, 0.5, epochs, {"epoch": 0, "factor": 0.5}, m2),
     )
-    for seed, acc, epochs, config in rows:
+    for seed, acc, epochs, decay, config in rows:
         (tmp_path / f"seed{seed}").mkdir()
-        row = {"seed": seed, "test_accuracy": acc, "max_epochs": epochs, "config": config}
+        row = {"seed": seed, "test_accuracy": acc, "max_epochs": epochs, "lr_decay": decay, "config": config}
         (tmp_path / f"seed{seed}" / "results.json").write_text(json.dumps(row))
     s = m2_run.main(["--summarize", "--out", str(tmp_path)])
     assert s["seeds"] == [0, 1, 2]
     assert s["test_accuracy_mean"] == pytest.approx(0.96)
     assert s["test_accuracy_sd"] == pytest.approx(0.01)
     assert json.loads((tmp_path / "summary.json").read_text())["seeds"] == [0, 1, 2]
+    assert m2_run.main(["--summarize", "--max-epochs", "1", "--out", str(tmp_path)])["seeds"] == [3]
     with pytest.raises(SystemExit) as exit_:  # a usage error: one line on stderr, status 2
         m2_run.main(["--summarize", "--full", "--out", str(tmp_path)])
     assert exit_.value.code == 2
     assert "no results of 300 epochs with m2.yaml" in capsys.readouterr().err
+
+
+def test_m2_step_decay_sets_the_learning_rate_from_the_epoch() -> None:
+    """lr x factor from the decay epoch on, from the epoch alone, so a resumed run gets it too."""
+    m2_run = _load("experiments/semi_supervised/run.py", "m2_run")
+    opt = torch.optim.Adam([torch.zeros(1, requires_grad=True)], lr=0.5)
+    decay = m2_run.StepDecay(epoch=3, factor=0.1)
+    module = SimpleNamespace(hparams=SimpleNamespace(lr=1e-3))
+    lrs = []
+    for epoch in (0, 2, 3, 7, 1):  # 1 last: a run resumed before the decay goes back up
+        decay.on_train_epoch_start(SimpleNamespace(current_epoch=epoch, optimizers=[opt]), module)
+        lrs.append(opt.param_groups[0]["lr"])
+    assert lrs == pytest.approx([1e-3, 1e-3, 1e-4, 1e-4, 1e-3])
 
 
 def test_tabular_summary_is_the_mean_and_sd_over_training_seeds(tmp_path: Path) -> None:

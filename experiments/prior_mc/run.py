@@ -9,10 +9,13 @@ as the latent size grows.
    a reference: the exact value in 2-D, importance sampling with ``--ref-k`` samples (another seed) above.
 
 Writes results.json, results.md, prior_mc_2d.png and prior_mc_dims.png into ``--out``; ``--replot``
-redraws prior_mc_dims.png and results.md from results.json.
+redraws prior_mc_dims.png and results.md from results.json; ``--summarize`` writes the mean and sd
+over training seeds of several runs' headline figures.
 
     python experiments/prior_mc/run.py            # CPU budget (README: measured time)
     python experiments/prior_mc/run.py --full     # more epochs, larger reference K
+    python experiments/prior_mc/run.py --train-seed 1 --out /tmp/s1   # another training seed
+    python experiments/prior_mc/run.py --summarize results/results.json /tmp/s1/results.json --out /tmp/sum
 """
 
 from __future__ import annotations
@@ -26,13 +29,14 @@ import resource
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import lightning as L
 import numpy as np
 import torch
 import yaml
 from quadrature import Grid, grid_log_px, log_lik_matrix
+from seeds import summarize_seeds, write_seed_table
 from shared_prior import shared_prior_mc
 from tqdm import tqdm
 
@@ -409,6 +413,38 @@ def _ints(s: str) -> list[int]:
     return [int(float(v)) for v in s.split(",") if v]
 
 
+def fail(message: str) -> NoReturn:
+    """A user's mistake: one line on stderr, exit status 2."""
+    print(f"run.py: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def summarize(files: list[Path], out: Path, argv: list[str] | None) -> int:
+    """Write ``out``/summary.json and summary.md over the runs in ``files`` (one per training seed)."""
+    runs = []
+    for f in files:
+        try:
+            runs.append(json.loads(f.read_text()))
+            summarize_seeds(runs[-1:])  # each file on its own first, so an error names it
+        except FileNotFoundError:
+            fail(f"no results file {f}; run the experiment for that training seed first (--out)")
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as err:
+            fail(f"{f} is not a results.json of this script ({type(err).__name__}: {err})")
+    try:
+        summary = summarize_seeds(runs)
+    except KeyError as err:
+        fail(f"the files in --summarize must hold the same study; {err.args[0]}")
+    summary["command"] = "python experiments/prior_mc/run.py " + " ".join(
+        sys.argv[1:] if argv is None else argv
+    )
+    summary["files"] = [str(f) for f in files]
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    write_seed_table(summary, out / "summary.md")
+    print((out / "summary.md").read_text(), end="")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument(
@@ -441,6 +477,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--grids", default="5:400,6:800", help="two quadrature grids lim:n (coarse, fine)")
     p.add_argument("--seed", type=int, default=0, help="estimator seed (the sweep reference uses seed + 1)")
     p.add_argument(
+        "--train-seed",
+        type=int,
+        default=None,
+        help="seed of the models' training (initialisation, batch order; default: the config's seed_everything)",
+    )
+    p.add_argument(
         "--repeats", type=int, default=None, help="repeats of the shared-draw prior MC (default 5)"
     )
     p.add_argument(
@@ -459,11 +501,21 @@ def main(argv: list[str] | None = None) -> int:
         help="only redraw prior_mc_dims.png and results.md from --out's results.json (prior_mc_2d.png "
         "needs the trained 2-D model: rerun without --replot)",
     )
+    p.add_argument(
+        "--summarize",
+        nargs="+",
+        type=Path,
+        metavar="RESULTS",
+        help="run nothing: write <out>/summary.json and summary.md, the mean and sd over these results.json "
+        "files (one per training seed) of the headline figures",
+    )
     args = p.parse_args(argv)
+    if args.summarize:
+        return summarize(args.summarize, Path(args.out), argv)
     if args.replot:
         saved = Path(args.out) / "results.json"
         if not saved.is_file():
-            raise SystemExit(f"--replot needs {saved}; run without --replot first (or pass --out)")
+            fail(f"--replot needs {saved}; run without --replot first (or pass --out)")
         res = json.loads(saved.read_text())
         plot_dims(res, Path(args.out) / "prior_mc_dims.png")
         (Path(args.out) / "results.md").write_text(tables(res))
@@ -471,6 +523,9 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     cfg = yaml.safe_load(Path(args.config).read_text())
+    if args.train_seed is not None:
+        cfg["seed_everything"] = args.train_seed
+    train_seed = int(cfg.get("seed_everything", 0))
     epochs = args.epochs or (30 if args.full else int(cfg["trainer"]["max_epochs"]))
     ref_k = args.ref_k or (100000 if args.full else 20000)
     ks, sweep_ks, dims = _ints(args.ks), _ints(args.sweep_ks), _ints(args.dims)
@@ -487,7 +542,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def model_for(dim: int) -> tuple[lvm.VAE, float]:
         if dim not in models:
-            cache = Path("runs/prior_mc") / f"latent{dim}_e{epochs}.pt" if args.reuse else None
+            name = f"latent{dim}_e{epochs}" + (f"_s{train_seed}" if train_seed else "")
+            cache = Path("runs/prior_mc") / f"{name}.pt" if args.reuse else None
             vae, dm, elbo = train(cfg, dim, epochs, args.data_dir, cache, progress)
             models[dim] = (vae, elbo)
             model_for.test = dm.test  # type: ignore[attr-defined]
@@ -511,6 +567,7 @@ def main(argv: list[str] | None = None) -> int:
     res: dict[str, Any] = {
         "images": len(x),
         "epochs": epochs,
+        "train_seed": train_seed,
         "seed": args.seed,
         "threads": args.threads,
         "repeats": args.repeats,

@@ -26,6 +26,7 @@ from typing import Any
 import lightning as L
 import torch
 import yaml
+from lightning.pytorch.callbacks import ModelCheckpoint
 from PIL import Image
 from torchvision.utils import make_grid
 
@@ -36,10 +37,22 @@ HERE = Path(__file__).resolve().parent
 
 
 class Curve(L.Callback):
-    """Record (epoch, step, minutes, val/accuracy) at every validation."""
+    """Record (epoch, step, minutes, val/accuracy) at every validation; kept in checkpoints.
+
+    After a resume, ``minutes`` and ``cpu_minutes`` go on from the last row of the checkpoint.
+    """
 
     def __init__(self) -> None:
         self.start, self.cpu, self.rows = time.time(), time.process_time(), []
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rows": self.rows}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.rows = list(state_dict["rows"])
+        if self.rows:
+            self.start -= 60 * self.rows[-1]["minutes"]
+            self.cpu -= 60 * self.rows[-1]["cpu_minutes"]
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or "val/accuracy" not in trainer.callback_metrics:
@@ -53,6 +66,21 @@ class Curve(L.Callback):
         }
         self.rows.append(row)
         print(json.dumps(row), flush=True)
+
+
+class StepDecay(L.Callback):
+    """Multiply the learning rate by ``factor`` from epoch ``epoch`` on (0-based, as Lightning counts).
+
+    The rate is set from the epoch at the start of every epoch, so a resumed run gets it right.
+    """
+
+    def __init__(self, epoch: int, factor: float) -> None:
+        self.epoch, self.factor = epoch, factor
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        scale = self.factor if trainer.current_epoch >= self.epoch else 1.0
+        for group in trainer.optimizers[0].param_groups:
+            group["lr"] = pl_module.hparams.lr * scale
 
 
 def class_conditional(model: SemiSupervisedVAE, num_classes: int, per_class: int = 10) -> torch.Tensor:
@@ -73,15 +101,25 @@ def run_seed(cfg: dict[str, Any], budget: dict[str, Any], seed: int, out: Path, 
     dm = SemiSupervisedDataModule(base, **data)
     model = SemiSupervisedVAE(data_shape=dm.data_shape, **cfg["model"])
     curve = Curve()
+    # last.ckpt at the end of every epoch: a stopped run loses at most one epoch (--resume)
+    ckpt = ModelCheckpoint(
+        dirpath=out / "checkpoints", save_top_k=0, save_last=True, save_on_train_epoch_end=True
+    )
+    callbacks: list[L.Callback] = [curve, ckpt]
+    if budget.get("lr_decay"):
+        callbacks.append(StepDecay(**budget["lr_decay"]))
+    last = out / "checkpoints" / "last.ckpt"
+    resume = args.resume and last.exists()
     trainer = L.Trainer(
         accelerator=args.accelerator, devices=1, max_epochs=budget["max_epochs"],
         val_check_interval=budget["val_check_interval"], num_sanity_val_steps=0,
-        logger=L.pytorch.loggers.CSVLogger(str(out), name="logs"), enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=50, callbacks=[curve],
+        logger=L.pytorch.loggers.CSVLogger(str(out), name="logs"),
+        enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=50, callbacks=callbacks,
         limit_train_batches=args.limit_train_batches,
     )  # fmt: skip
-    trainer.fit(model, datamodule=dm)
-    fit_minutes = (time.time() - t0) / 60
+    # a resumed run shuffles differently from an unbroken one: Lightning does not restore the RNGs
+    trainer.fit(model, datamodule=dm, ckpt_path=str(last) if resume else None)
+    fit_minutes = curve.rows[-1]["minutes"] if curve.rows else (time.time() - t0) / 60
     test = trainer.test(model, datamodule=dm, verbose=False)[0]
     grid = class_conditional(model, cfg["model"]["num_classes"])
     grey = grid[0].mul(255).round().to(torch.uint8).numpy()  # one channel keeps the PNG small
@@ -100,6 +138,8 @@ def run_seed(cfg: dict[str, Any], budget: dict[str, Any], seed: int, out: Path, 
         "test_count": int(test["test/count"]),
         "best_val_accuracy": max((r["val_accuracy"] for r in curve.rows), default=None),
         "max_epochs": budget["max_epochs"],
+        "lr_decay": budget.get("lr_decay"),
+        "resumed": bool(resume),
         "epochs": round(curve.rows[-1]["epoch"], 2) if curve.rows else trainer.current_epoch,
         "steps": trainer.global_step,
         "fit_minutes": round(fit_minutes, 2),
@@ -124,6 +164,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--max-epochs", type=int, default=None, help="override the epoch budget")
     parser.add_argument(
         "--limit-train-batches", type=float, default=None, help="batches per epoch (smoke runs only)"
+    )
+    parser.add_argument(
+        "--resume", action="store_true", help="go on from <out>/seed<S>/checkpoints/last.ckpt where it exists"
     )
     parser.add_argument("--out", default="runs/semi_supervised", help="folder for results, PNGs, logs")
     parser.add_argument("--data-dir", default=None, help="data root (default $LVM_DATA_DIR or ./data)")
@@ -156,21 +199,29 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     budget = dict(cfg["budget"]["full" if args.full else "cpu"])
     if args.max_epochs is not None:
         budget["max_epochs"] = args.max_epochs
+    if budget.get("lr_decay") and budget["lr_decay"]["epoch"] >= budget["max_epochs"]:
+        budget["lr_decay"] = None  # a decay the run never reaches: the run is the plain budget's
     out = Path(args.out)
     if not args.summarize:
         for s in args.seeds:
             run_seed(cfg, budget, s, out / f"seed{s}", args)
     # every seed run into ``out`` at this budget, also by other processes (seeds run in parallel)
     runs = [json.loads(p.read_text()) for p in out.glob("seed*/results.json")]
-    same = (budget["max_epochs"], Path(args.config).name)  # the budget and the config file
+    same = (budget["max_epochs"], budget.get("lr_decay"), Path(args.config).name)  # budget and config file
     runs = sorted(
-        (r for r in runs if (r["max_epochs"], Path(r.get("config", same[1])).name) == same),
+        (
+            r
+            for r in runs
+            if (r["max_epochs"], r.get("lr_decay"), Path(r.get("config", same[2])).name) == same
+        ),
         key=lambda r: r["seed"],
     )
     if not runs:
         where = f"{out}/seed*/results.json"
+        decay = f" (lr decay {same[1]})" if same[1] else ""
         print(
-            f"run.py: no results of {budget['max_epochs']} epochs with {same[1]} in {where}", file=sys.stderr
+            f"run.py: no results of {budget['max_epochs']} epochs{decay} with {same[2]} in {where}",
+            file=sys.stderr,
         )
         raise SystemExit(2)
     acc = [r["test_accuracy"] for r in runs]
@@ -178,6 +229,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "command": "python experiments/semi_supervised/run.py "
         + " ".join(sys.argv[1:] if argv is None else argv),
         "max_epochs": budget["max_epochs"],
+        "lr_decay": budget.get("lr_decay"),
         "seeds": [r["seed"] for r in runs],
         "test_accuracy_mean": statistics.mean(acc),
         "test_accuracy_sd": statistics.stdev(acc) if len(acc) > 1 else None,
