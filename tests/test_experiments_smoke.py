@@ -33,6 +33,7 @@ def _load(rel: str, name: str) -> ModuleType:
 # run.py imports its neighbours by their plain names, as a script does
 quadrature = _load("experiments/prior_mc/quadrature.py", "quadrature")
 shared_prior = _load("experiments/prior_mc/shared_prior.py", "shared_prior")
+_load("experiments/over_seeds.py", "over_seeds")
 _load("experiments/prior_mc/seeds.py", "seeds")
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-import statistics
+import sys
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # experiments/, for over_seeds
+from over_seeds import mean_sd  # noqa: E402
 
 COLORS = {"elbo": "C7", "importance": "C0", "ais": "C3", "bdmc_lower": "C2", "bdmc_upper": "C1"}
 NAMES = {
@@ -127,11 +130,6 @@ def plot(results: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-def _mean_sd(values: list[float]) -> dict[str, Any]:
-    sd = statistics.stdev(values) if len(values) > 1 else None
-    return {"mean": statistics.mean(values), "sd": sd, "values": values}
-
-
 def summarize_seeds(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """The headline figures of each run (one per pair of training seeds), with mean and sd over runs.
 
@@ -163,7 +161,7 @@ def summarize_seeds(runs: list[dict[str, Any]]) -> dict[str, Any]:
             per["sandwich_width"].append(lower["width"])
             per["is_below_lower"].append(-imp["above_lower"])
             per["ais"].append(ais["mean_log_px"])
-        figures[key] = {name: _mean_sd(v) for name, v in per.items()}
+        figures[key] = {name: mean_sd(v) for name, v in per.items()}
     return {
         "runs": [
             {"command": r["command"], "checkpoints": {k: m["checkpoint"] for k, m in r["models"].items()}}

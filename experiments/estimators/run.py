@@ -37,10 +37,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import torch
 from report import plot, summarize_seeds, write_seed_table, write_tables
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # experiments/, for over_seeds
+from over_seeds import fail, read_runs  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -60,12 +63,6 @@ def int_list(text: str) -> list[int]:
     if not values or min(values) < 1:
         raise argparse.ArgumentTypeError(f"expected integers >= 1; got {text!r}")
     return values
-
-
-def fail(message: str) -> NoReturn:
-    """One line on stderr and exit status 2, as for a bad option."""
-    print(f"run.py: error: {message}", file=sys.stderr)
-    raise SystemExit(2)
 
 
 def checkpoint_path(path: Path) -> Path:
@@ -250,16 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     out: Path = args.out
     if args.summarize:
-        missing = [str(f) for f in args.summarize if not f.is_file()]
-        if missing:
-            fail(f"no results file {missing[0]}; run the experiment for that seed first (--out)")
-        runs = []
-        for f in args.summarize:
-            try:
-                runs.append(json.loads(f.read_text()))
-                summarize_seeds(runs[-1:])  # each file on its own first, so an error names it
-            except (json.JSONDecodeError, UnicodeDecodeError, KeyError, StopIteration, ValueError) as err:
-                fail(f"{f} is not a results.json of this script ({type(err).__name__}: {err})")
+        runs = read_runs(args.summarize, summarize_seeds)
         try:
             summary = summarize_seeds(runs)
         except KeyError as err:

@@ -23,7 +23,6 @@ import argparse
 import csv
 import json
 import shlex
-import statistics
 import subprocess
 import sys
 import time
@@ -31,6 +30,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # experiments/, for over_seeds
+from over_seeds import mean_sd  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 VARIANTS = {
@@ -176,14 +178,6 @@ def run_one(name: str, seed: int, args: argparse.Namespace, epochs: int, out: Pa
     return result
 
 
-def _mean_sd(values: list[float]) -> dict[str, Any]:
-    return {
-        "mean": statistics.mean(values),
-        "sd": statistics.stdev(values) if len(values) > 1 else None,
-        "values": values,
-    }
-
-
 def summarise(results: list[dict[str, Any]], static: bool) -> dict[str, Any]:
     """Mean and sd over seeds per variant, and whether the paper's ordering holds beyond the spread.
 
@@ -198,9 +192,9 @@ def summarise(results: list[dict[str, Any]], static: bool) -> dict[str, Any]:
                 "seeds": [r["seed"] for r in rs],
                 "epochs": rs[0]["epochs"],
                 "paper_fraction": rs[0]["epochs"] / PAPER_EPOCHS,
-                "test_nll": _mean_sd([r["test_nll"] for r in rs]),
-                "test_elbo": _mean_sd([r["test_elbo"] for r in rs]),
-                "train_seconds": _mean_sd([r["train_seconds"] for r in rs]),
+                "test_nll": mean_sd([r["test_nll"] for r in rs]),
+                "test_elbo": mean_sd([r["test_elbo"] for r in rs]),
+                "train_seconds": mean_sd([r["train_seconds"] for r in rs]),
                 "paper_nll": (PAPER_NLL_STATIC if static else PAPER_NLL).get(name),
                 "paper_elbo": PAPER_ELBO_STATIC.get(name) if static else None,
             }

@@ -29,18 +29,21 @@ import resource
 import sys
 import time
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import lightning as L
 import numpy as np
 import torch
 import yaml
-from quadrature import Grid, grid_log_px, log_lik_matrix
-from seeds import summarize_seeds, write_seed_table
-from shared_prior import shared_prior_mc
 from tqdm import tqdm
 
 import lvm
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # experiments/, for over_seeds
+from over_seeds import fail, read_runs  # noqa: E402
+from quadrature import Grid, grid_log_px, log_lik_matrix  # noqa: E402
+from seeds import summarize_seeds, write_seed_table  # noqa: E402
+from shared_prior import shared_prior_mc  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 
@@ -413,23 +416,9 @@ def _ints(s: str) -> list[int]:
     return [int(float(v)) for v in s.split(",") if v]
 
 
-def fail(message: str) -> NoReturn:
-    """A user's mistake: one line on stderr, exit status 2."""
-    print(f"run.py: {message}", file=sys.stderr)
-    raise SystemExit(2)
-
-
 def summarize(files: list[Path], out: Path, argv: list[str] | None) -> int:
     """Write ``out``/summary.json and summary.md over the runs in ``files`` (one per training seed)."""
-    runs = []
-    for f in files:
-        try:
-            runs.append(json.loads(f.read_text()))
-            summarize_seeds(runs[-1:])  # each file on its own first, so an error names it
-        except FileNotFoundError:
-            fail(f"no results file {f}; run the experiment for that training seed first (--out)")
-        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as err:
-            fail(f"{f} is not a results.json of this script ({type(err).__name__}: {err})")
+    runs = read_runs(files, summarize_seeds)
     try:
         summary = summarize_seeds(runs)
     except KeyError as err:

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import statistics
 from pathlib import Path
 from typing import Any
 
-
-def _mean_sd(values: list[float]) -> dict[str, Any]:
-    sd = statistics.stdev(values) if len(values) > 1 else None
-    return {"mean": statistics.mean(values), "sd": sd, "values": values}
+from over_seeds import mean_sd
 
 
 def summarize_seeds(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -40,7 +36,7 @@ def summarize_seeds(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "train_seeds": [run.get("train_seed", 0) for run in runs],
         "epochs": sorted({run["epochs"] for run in runs}),
         "images": sorted({run["images"] for run in runs}),
-        "figures": {name: _mean_sd(values) for name, values in rows.items()},
+        "figures": {name: mean_sd(values) for name, values in rows.items()},
     }
 
 
