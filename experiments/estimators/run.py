@@ -43,7 +43,7 @@ import torch
 from report import plot, summarize_seeds, write_seed_table, write_tables
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # experiments/, for over_seeds
-from over_seeds import fail, read_runs  # noqa: E402
+from over_seeds import add_summarize_option, fail, write_summary  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -232,14 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--replot", action="store_true", help="only rewrite results.md and the figure from results.json"
     )
-    p.add_argument(
-        "--summarize",
-        nargs="+",
-        type=Path,
-        metavar="RESULTS",
-        help="run nothing: write <out>/summary.json and summary.md, the mean and sd over these results.json "
-        "files (one per training seed) of each model's headline figures",
-    )
+    add_summarize_option(p, "each model's headline figures")
     return p
 
 
@@ -247,18 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     out: Path = args.out
     if args.summarize:
-        runs = read_runs(args.summarize, summarize_seeds)
-        try:
-            summary = summarize_seeds(runs)
-        except KeyError as err:
-            fail(f"the files in --summarize must hold the same models; {err} is missing from one")
-        summary["command"] = "python experiments/estimators/run.py " + " ".join(
-            sys.argv[1:] if argv is None else argv
-        )
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
-        write_seed_table(summary, out / "summary.md")
-        print((out / "summary.md").read_text(), end="")
+        command = "python experiments/estimators/run.py " + " ".join(sys.argv[1:] if argv is None else argv)
+        write_summary(args.summarize, out, summarize_seeds, write_seed_table, command)
         return 0
     if args.replot:
         results = json.loads((out / "results.json").read_text())

@@ -40,7 +40,7 @@ from tqdm import tqdm
 import lvm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # experiments/, for over_seeds
-from over_seeds import fail, read_runs  # noqa: E402
+from over_seeds import add_summarize_option, fail, write_summary  # noqa: E402
 from quadrature import Grid, grid_log_px, log_lik_matrix  # noqa: E402
 from seeds import summarize_seeds, write_seed_table  # noqa: E402
 from shared_prior import shared_prior_mc  # noqa: E402
@@ -416,24 +416,6 @@ def _ints(s: str) -> list[int]:
     return [int(float(v)) for v in s.split(",") if v]
 
 
-def summarize(files: list[Path], out: Path, argv: list[str] | None) -> int:
-    """Write ``out``/summary.json and summary.md over the runs in ``files`` (one per training seed)."""
-    runs = read_runs(files, summarize_seeds)
-    try:
-        summary = summarize_seeds(runs)
-    except KeyError as err:
-        fail(f"the files in --summarize must hold the same study; {err.args[0]}")
-    summary["command"] = "python experiments/prior_mc/run.py " + " ".join(
-        sys.argv[1:] if argv is None else argv
-    )
-    summary["files"] = [str(f) for f in files]
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
-    write_seed_table(summary, out / "summary.md")
-    print((out / "summary.md").read_text(), end="")
-    return 0
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument(
@@ -490,17 +472,12 @@ def main(argv: list[str] | None = None) -> int:
         help="only redraw prior_mc_dims.png and results.md from --out's results.json (prior_mc_2d.png "
         "needs the trained 2-D model: rerun without --replot)",
     )
-    p.add_argument(
-        "--summarize",
-        nargs="+",
-        type=Path,
-        metavar="RESULTS",
-        help="run nothing: write <out>/summary.json and summary.md, the mean and sd over these results.json "
-        "files (one per training seed) of the headline figures",
-    )
+    add_summarize_option(p, "the headline figures")
     args = p.parse_args(argv)
     if args.summarize:
-        return summarize(args.summarize, Path(args.out), argv)
+        command = "python experiments/prior_mc/run.py " + " ".join(sys.argv[1:] if argv is None else argv)
+        write_summary(args.summarize, Path(args.out), summarize_seeds, write_seed_table, command)
+        return 0
     if args.replot:
         saved = Path(args.out) / "results.json"
         if not saved.is_file():
