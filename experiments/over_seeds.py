@@ -70,7 +70,7 @@ def write_summary(
     try:
         summary = summarize(runs)
     except KeyError as err:
-        fail(f"the files in --summarize cannot be pooled: {err.args[0]} is missing from one")
+        fail(f"the files in --summarize cannot be pooled: {err.args[0]!r} is missing from one")
     summary["command"] = command
     summary["files"] = [str(f) for f in files]
     out.mkdir(parents=True, exist_ok=True)

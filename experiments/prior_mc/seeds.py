@@ -31,7 +31,7 @@ def summarize_seeds(runs: list[dict[str, Any]]) -> dict[str, Any]:
             rows.setdefault(f"latent {d}: val ELBO", []).append(row["val_elbo"])
     short = [name for name, values in rows.items() if len(values) != len(runs)]
     if short:
-        raise KeyError(f"{short[0]!r} (the runs differ in K values or latent sizes)")
+        raise KeyError(short[0])  # the runs differ in K values or latent sizes
     return {
         "train_seeds": [run.get("train_seed", 0) for run in runs],
         "epochs": sorted({run["epochs"] for run in runs}),
