@@ -38,6 +38,9 @@ from tqdm import tqdm
 import lvm
 from lvm.data import sample_tabular, tabular_log_density
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # experiments/, for over_seeds
+from over_seeds import mean_sd  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
 COLUMNS = ("x1", "x2", "x3")
 
@@ -355,14 +358,7 @@ def summarize(results: list[dict[str, Any]], seeds: list[int], out: Path, comman
             "log_px": [r["table"][name]["mean"] for r in results],
             "gap_to_truth": [r["table"][name]["gap_to_truth"]["mean"] for r in results],
         }
-        rows[name] = {
-            k: {
-                "mean": float(np.mean(v)),
-                "sd": float(np.std(v, ddof=1)) if len(v) > 1 else None,
-                "values": v,
-            }
-            for k, v in per.items()
-        }
+        rows[name] = {k: mean_sd(v) for k, v in per.items()}
     summary = {
         "command": command,
         "seeds": list(seeds),
