@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
-import sys
+import re
 import time
 import zipfile
 from collections.abc import Sequence
@@ -20,7 +20,7 @@ from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.fabric.utilities.types import _PATH
 from torch import Tensor
 
-from lvm.errors import CorruptFileError
+from lvm.errors import CorruptFileError, UnsafeFileError
 
 __all__ = [
     "DATAMODULE_KEY",
@@ -42,19 +42,22 @@ _TMP = ".tmp-"
 
 
 def read_checkpoint(
-    path: str | os.PathLike, map_location: Any = "cpu", lvm_model: bool = True
+    path: str | os.PathLike, map_location: Any = "cpu", lvm_model: bool = True, *, trust: bool = False
 ) -> dict[str, Any]:
     """Read an lvm checkpoint, or raise an error that names the file and what is wrong with it.
 
-    Loads with ``torch.load(weights_only=True)`` (tensors and plain values only); a checkpoint
-    that holds other objects (a config with custom classes) is loaded in full with a warning on
-    stderr, as Lightning itself would.
+    Loads with ``torch.load(weights_only=True)``: tensors and plain values only, so no code in the
+    file runs. A checkpoint that needs anything else (a pickled class, or a payload that calls a
+    function) is refused with :class:`~lvm.errors.UnsafeFileError` naming the file and the global,
+    unless ``trust`` is true: then it is unpickled in full, which runs whatever the file asks for.
 
     Args:
         path: The ``.ckpt`` file.
         map_location: As in ``torch.load``.
         lvm_model: Also require a Lightning checkpoint of an lvm model (``state_dict`` and
             ``hyper_parameters`` with ``latent_dim``); False accepts any dictionary.
+        trust: Unpickle in full a file that ``weights_only=True`` refuses; only for files you made
+            (the command-line form is ``--trust-checkpoint``).
 
     Returns:
         The checkpoint dictionary (``state_dict``, ``hyper_parameters``, ...).
@@ -64,6 +67,7 @@ def read_checkpoint(
         IsADirectoryError: if ``path`` is a folder.
         CorruptFileError: if the file is empty, truncated or corrupt, or is not a checkpoint of an
             lvm model (a ``state_dict`` and ``hyper_parameters`` with ``latent_dim``).
+        UnsafeFileError: if the file needs more than ``weights_only=True`` allows and ``trust`` is false.
     """
     p = Path(path)
     if p.is_dir():
@@ -78,14 +82,17 @@ def read_checkpoint(
         try:
             ckpt = torch.load(p, map_location=map_location, weights_only=True)
         except pickle.UnpicklingError as err:
-            if "Unsupported global" not in str(err):
+            if not trust or not _refused_global(err):
                 raise
-            print(
-                f"lvm: warning: {p} holds objects beyond tensors and plain values; loading it with full "
-                f"unpickling, so only do this for checkpoints you trust",
-                file=sys.stderr,
-            )
             ckpt = torch.load(p, map_location=map_location, weights_only=False)
+    except pickle.UnpicklingError as err:
+        name = _refused_global(err)
+        if name is None:
+            raise _corrupt(p, err) from err
+        raise UnsafeFileError(
+            f"refused to load checkpoint {p}: it asks to unpickle {name}, and lvm loads only tensors "
+            f"and plain values; if you made this file yourself, pass --trust-checkpoint (Python: trust=True)"
+        ) from None
     except (
         RuntimeError,
         OSError,
@@ -93,13 +100,8 @@ def read_checkpoint(
         IndexError,
         ValueError,
         zipfile.BadZipFile,
-        pickle.UnpicklingError,
     ) as err:
-        first = (str(err).strip().splitlines() or [""])[0]
-        raise CorruptFileError(
-            f"corrupt checkpoint {p} ({p.stat().st_size} bytes): not a complete torch file "
-            f"({type(err).__name__}: {first})"
-        ) from err
+        raise _corrupt(p, err) from err
     if not lvm_model and isinstance(ckpt, dict):
         return ckpt
     hparams = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
@@ -114,15 +116,34 @@ def read_checkpoint(
     return ckpt
 
 
-def load_vae(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[Any, dict[str, Any]]:
+def _refused_global(err: BaseException) -> str | None:
+    """The global that ``torch.load(weights_only=True)`` refused to unpickle, or None for another error."""
+    found = re.search(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) ([\w.]+)", str(err))
+    if found is None and "weights_only" not in str(err):
+        return None
+    return found.group(1) if found else "an object that is not a tensor or a plain value"
+
+
+def _corrupt(p: Path, err: BaseException) -> CorruptFileError:
+    first = (str(err).strip().splitlines() or [""])[0]
+    return CorruptFileError(
+        f"corrupt checkpoint {p} ({p.stat().st_size} bytes): not a complete torch file "
+        f"({type(err).__name__}: {first})"
+    )
+
+
+def load_vae(
+    path: str | os.PathLike, device: str | torch.device = "cpu", *, trust: bool = False
+) -> tuple[Any, dict[str, Any]]:
     """The ``VAE`` of a checkpoint on ``device`` and the checkpoint dict, read once by :func:`read_checkpoint`.
 
     Raises:
-        FileNotFoundError, IsADirectoryError, CorruptFileError: as :func:`read_checkpoint`.
+        FileNotFoundError, IsADirectoryError, CorruptFileError, UnsafeFileError: as
+            :func:`read_checkpoint` (``trust`` as there).
     """
     from lvm.vae import VAE
 
-    ckpt = read_checkpoint(path)
+    ckpt = read_checkpoint(path, trust=trust)
     vae = VAE(**init_arguments(ckpt["hyper_parameters"]))
     vae.load_state_dict(ckpt["state_dict"])
     return vae.to(device), ckpt
@@ -181,8 +202,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     Loading goes through :func:`read_checkpoint`, so a bad file is named with its problem.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, trust: bool = False) -> None:
         super().__init__()
+        self.trust = trust
         self._started = time.time()
         self._cleaned: set[str] = set()
 
@@ -191,7 +213,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     ) -> dict[str, Any]:
         if not isinstance(get_filesystem(path), LocalFileSystem):
             return super().load_checkpoint(path, map_location=map_location, weights_only=weights_only)
-        return read_checkpoint(path, map_location=map_location, lvm_model=False)
+        return read_checkpoint(path, map_location=map_location, lvm_model=False, trust=self.trust)
 
     def save_checkpoint(
         self, checkpoint: dict[str, Any], path: _PATH, storage_options: Any | None = None

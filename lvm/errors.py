@@ -9,11 +9,23 @@ import sys
 from collections.abc import Callable
 from typing import NoReturn
 
-__all__ = ["CommandParser", "CorruptFileError", "UsageError", "debug_requested", "one_line", "run_command"]
+__all__ = [
+    "CommandParser",
+    "CorruptFileError",
+    "UnsafeFileError",
+    "UsageError",
+    "debug_requested",
+    "one_line",
+    "run_command",
+]
 
 
 class CorruptFileError(ValueError):
     """A file exists but cannot be read as what it should be (truncated, corrupt, or of another kind)."""
+
+
+class UnsafeFileError(ValueError):
+    """A file would run code if loaded: it needs more than ``torch.load(weights_only=True)`` allows."""
 
 
 class UsageError(ValueError):
