@@ -119,9 +119,7 @@ def read_checkpoint(
 def _refused_global(err: BaseException) -> str | None:
     """The global that ``torch.load(weights_only=True)`` refused to unpickle, or None for another error."""
     found = re.search(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) ([\w.]+)", str(err))
-    if found is None and "weights_only" not in str(err):
-        return None
-    return found.group(1) if found else "an object that is not a tensor or a plain value"
+    return found.group(1) if found else None
 
 
 def _corrupt(p: Path, err: BaseException) -> CorruptFileError:
