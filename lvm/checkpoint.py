@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import pickle
 import re
@@ -20,12 +21,13 @@ from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.fabric.utilities.types import _PATH
 from torch import Tensor
 
-from lvm.errors import CorruptFileError, UnsafeFileError
+from lvm.errors import CorruptFileError, NoSpaceError, UnsafeFileError
 
 __all__ = [
     "DATAMODULE_KEY",
     "AtomicCheckpointIO",
     "init_arguments",
+    "load_torch_file",
     "load_vae",
     "read_checkpoint",
     "record_datamodule",
@@ -74,34 +76,7 @@ def read_checkpoint(
         ckpts = sorted(q.name for q in p.glob("*.ckpt"))
         hint = f"; it holds {', '.join(ckpts[:5])}" if ckpts else ""
         raise IsADirectoryError(f"checkpoint {p} is a folder, not a .ckpt file{hint}")
-    if not p.is_file():
-        raise FileNotFoundError(f"checkpoint {p} does not exist")
-    if p.stat().st_size == 0:
-        raise CorruptFileError(f"corrupt checkpoint {p}: the file is empty (0 bytes)")
-    try:
-        try:
-            ckpt = torch.load(p, map_location=map_location, weights_only=True)
-        except pickle.UnpicklingError as err:
-            if not trust or not _refused_global(err):
-                raise
-            ckpt = torch.load(p, map_location=map_location, weights_only=False)
-    except pickle.UnpicklingError as err:
-        name = _refused_global(err)
-        if name is None:
-            raise _corrupt(p, err) from err
-        raise UnsafeFileError(
-            f"refused to load checkpoint {p}: it asks to unpickle {name}, and lvm loads only tensors "
-            f"and plain values; if you made this file yourself, pass --trust-checkpoint (Python: trust=True)"
-        ) from None
-    except (
-        RuntimeError,
-        OSError,
-        EOFError,
-        IndexError,
-        ValueError,
-        zipfile.BadZipFile,
-    ) as err:
-        raise _corrupt(p, err) from err
+    ckpt = load_torch_file(p, "checkpoint", map_location=map_location, trust=trust)
     if not lvm_model and isinstance(ckpt, dict):
         return ckpt
     hparams = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
@@ -116,16 +91,77 @@ def read_checkpoint(
     return ckpt
 
 
+def load_torch_file(
+    path: str | os.PathLike, what: str = "file", map_location: Any = "cpu", *, trust: bool = False
+) -> Any:
+    """``torch.load(path, weights_only=True)``, with an error that names the file and its problem.
+
+    The one place where lvm unpickles a file: tensors and plain values only, so no code in the
+    file runs, unless ``trust`` is true (then a file that needs more is unpickled in full).
+
+    Args:
+        path: The file.
+        what: What the file should be, for the messages ("checkpoint", "data file").
+        map_location: As in ``torch.load``.
+        trust: Unpickle in full a file that ``weights_only=True`` refuses.
+
+    Raises:
+        FileNotFoundError, IsADirectoryError: for a missing file or a folder.
+        CorruptFileError: for an empty, truncated or corrupt file, or a plain Python pickle.
+        UnsafeFileError: for a file that needs more than ``weights_only=True`` when ``trust`` is false.
+    """
+    p = Path(path)
+    if p.is_dir():
+        raise IsADirectoryError(f"{what} {p} is a folder, not a file")
+    if not p.is_file():
+        raise FileNotFoundError(f"{what} {p} does not exist")
+    if p.stat().st_size == 0:
+        raise CorruptFileError(f"corrupt {what} {p}: the file is empty (0 bytes)")
+    if _is_plain_pickle(p):
+        raise CorruptFileError(
+            f"{what} {p} is a plain Python pickle, not a file written by torch.save; lvm does not "
+            f"unpickle such files (unpickling can run code): save it with torch.save or numpy.save"
+        )
+    try:
+        try:
+            return torch.load(p, map_location=map_location, weights_only=True)
+        except pickle.UnpicklingError as err:
+            if not trust or not _refused_global(err):
+                raise
+            return torch.load(p, map_location=map_location, weights_only=False)
+    except pickle.UnpicklingError as err:
+        name = _refused_global(err)
+        if name is None:
+            raise _corrupt(p, what, err) from err
+        raise UnsafeFileError(
+            f"refused to load {what} {p}: it asks to unpickle {name}, and lvm loads only tensors "
+            f"and plain values; if you made this file yourself, pass --trust-checkpoint (Python: trust=True)"
+        ) from None
+    except (RuntimeError, OSError, EOFError, IndexError, ValueError, zipfile.BadZipFile) as err:
+        raise _corrupt(p, what, err) from err
+
+
 def _refused_global(err: BaseException) -> str | None:
     """The global that ``torch.load(weights_only=True)`` refused to unpickle, or None for another error."""
     found = re.search(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) ([\w.]+)", str(err))
     return found.group(1) if found else None
 
 
-def _corrupt(p: Path, err: BaseException) -> CorruptFileError:
+#: The first bytes of torch.save's legacy (non-zip) format: pickle protocol 2, then its magic number.
+_LEGACY_TORCH = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19"
+
+
+def _is_plain_pickle(p: Path) -> bool:
+    """Whether ``p`` is a ``pickle.dump``-ed object: a pickle that is neither of torch.save's formats."""
+    with open(p, "rb") as f:
+        head = f.read(len(_LEGACY_TORCH))
+    return head[:1] == b"\x80" and head != _LEGACY_TORCH and not zipfile.is_zipfile(p)
+
+
+def _corrupt(p: Path, what: str, err: BaseException) -> CorruptFileError:
     first = (str(err).strip().splitlines() or [""])[0]
     return CorruptFileError(
-        f"corrupt checkpoint {p} ({p.stat().st_size} bytes): not a complete torch file "
+        f"corrupt {what} {p} ({p.stat().st_size} bytes): not a complete torch file "
         f"({type(err).__name__}: {first})"
     )
 
@@ -234,11 +270,33 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)
-        except BaseException:
+        except BaseException as err:
             with contextlib.suppress(OSError):
                 os.remove(tmp)
+            if _disk_full(err):
+                raise NoSpaceError(errno.ENOSPC, _no_space_message(path)) from err
             raise
         _fsync_dir(folder)
+
+
+def _disk_full(err: BaseException | None) -> bool:
+    """Whether ``err`` (or what caused it: torch.save wraps the OSError) says the disk is full."""
+    while err is not None:
+        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)):
+            return True
+        if "No space left on device" in str(err) or "file write failed" in str(err):
+            return True
+        err = err.__cause__ or err.__context__
+    return False
+
+
+def _no_space_message(path: str) -> str:
+    """Names the file that could not be written and the newest checkpoint beside it, which is intact."""
+    folder = Path(path).parent
+    kept = sorted(folder.glob("*.ckpt"), key=lambda q: q.stat().st_mtime)
+    last = Path(path) if Path(path).is_file() else (kept[-1] if kept else None)
+    intact = f"the last checkpoint {last} is intact" if last else "no earlier checkpoint was written there"
+    return f"no space left writing {path}; {intact}. Free some space and resume with --ckpt_path last"
 
 
 def _fsync_dir(folder: str) -> None:
@@ -251,15 +309,16 @@ def _fsync_dir(folder: str) -> None:
             os.close(fd)
 
 
-def with_atomic_checkpoints(plugins: Any) -> list[Any]:
-    """Trainer ``plugins`` with an :class:`AtomicCheckpointIO` added unless a CheckpointIO is already there."""
+def with_atomic_checkpoints(plugins: Any, trust: bool = False) -> list[Any]:
+    """Trainer ``plugins`` with an :class:`AtomicCheckpointIO` (``trust`` as there) added unless a
+    CheckpointIO is already there."""
     if plugins is None:
         plugins = []
     elif not isinstance(plugins, Sequence) or isinstance(plugins, str):
         plugins = [plugins]
     plugins = list(plugins)
     if not any(isinstance(p, CheckpointIO) for p in plugins):
-        plugins.append(AtomicCheckpointIO())
+        plugins.append(AtomicCheckpointIO(trust=trust))
     return plugins
 
 

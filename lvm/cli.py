@@ -18,6 +18,8 @@ from lvm.errors import run_command
 __all__ = ["bundled_configs", "main", "resolve_config"]  # and LVMCLI, imported on first use
 
 _SUBCOMMANDS = ("fit", "validate", "test")
+#: Load a ``--ckpt_path`` that needs more than ``torch.load(weights_only=True)``: runs its code.
+TRUST_FLAG = "--trust-checkpoint"
 _LIMITS = ("limit_train_batches", "limit_val_batches", "limit_test_batches", "limit_predict_batches")
 
 
@@ -40,6 +42,8 @@ def _description() -> str:
         "side by side: lvm compare --help), bdmc (a bidirectional Monte Carlo sandwich of log p(x) on "
         "data simulated from a checkpoint: lvm bdmc --help), configs (the bundled configs and their paths).",
         "Errors are one line; --debug (or LVM_DEBUG=1) shows the traceback.",
+        f"Checkpoints load as tensors and plain values only; {TRUST_FLAG} loads one that holds other "
+        "objects, which runs code from the file: only for checkpoints you made.",
         "Example: lvm fit --config mnist_vae",
     ]
     return "\n".join(
@@ -133,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _lightning_main(args: list[str]) -> int:
-    args = list(args)
+    trust = TRUST_FLAG in args  # lvm's own flag, read before LightningCLI sees the arguments
+    args = [a for a in args if a != TRUST_FLAG]
     for i, arg in enumerate(args):  # a bundled config by name: --config mnist_vae
         if arg == "--config" and i + 1 < len(args):
             args[i + 1] = resolve_config(args[i + 1])
@@ -151,18 +156,28 @@ def _lightning_main(args: list[str]) -> int:
         for h in logging.getLogger(name).handlers
         if isinstance(h, logging.StreamHandler) and h.stream is sys.stderr
     ]
+    quiet = _DropAdvertisements()
     saved_argv, sys.argv = sys.argv, [sys.argv[0], *args]  # LightningCLI warns when args= and argv differ
     try:
         with warnings.catch_warnings():
             ignore_misleading_warnings()
             for h in handlers:  # progress on stdout, problems on stderr
                 h.setStream(sys.stdout)
-            _run_cli(LVMCLI, VAE, LightningDataModule, help_formatter, args)
+                h.addFilter(quiet)
+            _run_cli(LVMCLI, VAE, LightningDataModule, help_formatter, args, trust)
     finally:
         sys.argv = saved_argv
         for h in handlers:
             h.setStream(sys.stderr)
+            h.removeFilter(quiet)
     return 0
+
+
+class _DropAdvertisements(logging.Filter):
+    """Drop Lightning's "Tip: try installing ..." lines: advice about other products, not about the run."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Tip: " not in record.getMessage()
 
 
 def ignore_misleading_warnings() -> None:
@@ -174,9 +189,19 @@ def ignore_misleading_warnings() -> None:
     """
     warnings.filterwarnings("ignore", message=r"It is recommended to use `self\.log\(.*sync_dist=True")
     warnings.filterwarnings("ignore", message=r"No seed found, seed set to")
+    # A resumed run writes into its own checkpoint folder; a new run into a folder with
+    # checkpoints is refused before this point (lvm.run_folder.refuse_old_checkpoints).
+    warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+    # Raised by torch inside Lightning's own code (lightning.pytorch.utilities._pytree), on every
+    # run; nothing an lvm user can change.
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+    # Printed by `lvm test --ckpt_path`: evaluation needs none of the callbacks that trained it.
+    warnings.filterwarnings(
+        "ignore", message=r"Be aware that when using `ckpt_path`, callbacks used to create"
+    )
 
 
-def _run_cli(cli: type, model: type, data: type, formatter: type, args: list[str]) -> None:
+def _run_cli(cli: type, model: type, data: type, formatter: type, args: list[str], trust: bool) -> None:
     no_exit = {"exit_on_error": False}
     cli(
         model,
@@ -184,6 +209,7 @@ def _run_cli(cli: type, model: type, data: type, formatter: type, args: list[str
         subclass_mode_data=True,
         args=None,
         batch_counts=_batch_counts(args),
+        trust_checkpoint=trust,
         parser_kwargs={
             "prog": "lvm",
             "description": _description(),

@@ -12,9 +12,11 @@ from typing import NoReturn
 __all__ = [
     "CommandParser",
     "CorruptFileError",
+    "NoSpaceError",
     "UnsafeFileError",
     "UsageError",
     "debug_requested",
+    "is_user_error",
     "one_line",
     "run_command",
 ]
@@ -26,6 +28,13 @@ class CorruptFileError(ValueError):
 
 class UnsafeFileError(ValueError):
     """A file would run code if loaded: it needs more than ``torch.load(weights_only=True)`` allows."""
+
+
+class NoSpaceError(OSError):
+    """The disk filled up while lvm wrote a file; what was there before is intact."""
+
+    def __str__(self) -> str:
+        return self.strerror or super().__str__()
 
 
 class UsageError(ValueError):
@@ -49,8 +58,14 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     NotADirectoryError,
     PermissionError,
     ImportError,
+    NoSpaceError,
     argparse.ArgumentError,
 )
+
+#: User errors of libraries that ``lvm.errors`` does not import (importing Lightning would slow
+#: ``lvm --help``), recognised by a class name in their MRO: Lightning's bad trainer settings
+#: (``max_epochs -5``) and a config file that is not valid YAML.
+_USER_ERROR_NAMES = frozenset({"MisconfigurationException", "YAMLError"})
 
 _WRAPPERS = ("Does not validate against any of the Union subtypes", "Problem with given class_path")
 
@@ -71,6 +86,22 @@ def _chain(err: BaseException) -> list[BaseException]:
     return out
 
 
+def is_user_error(err: BaseException) -> bool:
+    """Whether ``err`` means "the user asked for something wrong" (one line, exit 2) rather than a bug."""
+    return isinstance(err, USER_ERRORS) or any(c.__name__ in _USER_ERROR_NAMES for c in type(err).__mro__)
+
+
+def _yaml_message(err: BaseException) -> str | None:
+    """``file, line L, column C: problem`` for a YAML syntax error (PyYAML's ``MarkedYAMLError``)."""
+    mark = getattr(err, "problem_mark", None)
+    if mark is None or not hasattr(mark, "line"):
+        return None
+    context = getattr(err, "context", None)
+    where = f"{mark.name}, line {mark.line + 1}, column {mark.column + 1}"
+    problem = getattr(err, "problem", None) or "syntax error"
+    return f"{where}: not valid YAML: {problem}" + (f" ({context})" if context else "")
+
+
 def one_line(err: BaseException) -> str:
     """The message a user needs from ``err``, on one line: the first of its chain that is not a wrapper.
 
@@ -80,6 +111,10 @@ def one_line(err: BaseException) -> str:
     not such a wrapper, prefixed with the key when it does not name it.
     """
     chain = _chain(err)
+    for e in chain:
+        text = _yaml_message(e)
+        if text is not None:
+            return text
     key = None
     chosen = chain[-1]
     for e in chain:
@@ -99,6 +134,7 @@ def one_line(err: BaseException) -> str:
     found = re.match(r'Parser key "([^"]+)":', text)
     if found:
         text = text[found.end() :]
+    text = re.sub(r"^Call to compute_fn of link .*? failed: ", "", text.strip(), flags=re.S)
     if isinstance(chosen, KeyError) and text.startswith(("'", '"')) and text.endswith(("'", '"')):
         text = text[1:-1]
     lines = [line.strip() for line in text.splitlines() if line.strip()]
@@ -118,7 +154,9 @@ def run_command(prog: str, fn: Callable[[list[str]], int], argv: list[str]) -> i
         return fn(argv)
     try:
         return fn(argv)
-    except USER_ERRORS as err:
+    except Exception as err:
+        if not is_user_error(err):
+            raise
         print(f"{prog}: error: {one_line(err)}", file=sys.stderr)
         if isinstance(err, (UsageError, argparse.ArgumentError)) or type(err).__name__ == "ArgumentError":
             hint = f"{prog} --help lists the options; --debug shows the traceback"

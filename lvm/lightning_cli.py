@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -14,8 +16,9 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from lvm.checkpoint import read_checkpoint, remove_stale_temporaries, with_atomic_checkpoints
 from lvm.loggers import RUN_ID_KEY, WandbRunId
+from lvm.run_folder import RunFolderLock, refuse_old_checkpoints
 
-__all__ = ["LVMCLI", "LogConfig", "help_formatter"]
+__all__ = ["LVMCLI", "LogConfig", "allow_globals_of", "check_config_matches", "help_formatter"]
 
 
 class LogConfig(SaveConfigCallback):
@@ -45,12 +48,20 @@ class LVMCLI(LightningCLI):
         *args: Any,
         save_config_callback: type | None = LogConfig,
         batch_counts: dict[str, int] | None = None,
+        trust_checkpoint: bool = False,
         **kwargs: Any,
     ) -> None:
         self.batch_counts = dict(batch_counts or {})
+        self.trust_checkpoint = trust_checkpoint
         self._checkpoint: dict[str, Any] | None = None
+        self._checkpoint_path: str | None = None
+        self._lock: RunFolderLock | None = None
         self._started = time.time()
-        super().__init__(*args, save_config_callback=save_config_callback, **kwargs)
+        try:
+            super().__init__(*args, save_config_callback=save_config_callback, **kwargs)
+        finally:
+            if self._lock is not None:
+                self._lock.release()
 
     @staticmethod
     def subcommands() -> dict[str, set[str]]:
@@ -67,7 +78,11 @@ class LVMCLI(LightningCLI):
         if str(ckpt) == "last":  # the ModelCheckpoint's last.ckpt, where the config names its folder
             ckpt = self._configured_last_checkpoint(sub)
         if ckpt and str(ckpt) not in ("last", "best", "hpc") and "://" not in str(ckpt):
-            self._checkpoint = read_checkpoint(ckpt)
+            self._checkpoint = read_checkpoint(ckpt, trust=self.trust_checkpoint)
+            self._checkpoint_path = str(ckpt)
+            if self.trust_checkpoint:  # so that Lightning's own weights_only loads of it succeed too
+                allow_globals_of(ckpt)
+            check_config_matches(self.config[sub].get("model"), self._checkpoint, str(ckpt))
 
     def _configured_last_checkpoint(self, sub: str) -> Path | None:
         """``<dirpath>/last.ckpt`` of a ModelCheckpoint in the config that has one, else None."""
@@ -99,25 +114,47 @@ class LVMCLI(LightningCLI):
             value = config.get(key)
             if isinstance(value, float) and value == count:
                 kwargs.setdefault(key, count)
-        trainer = super().instantiate_trainer(plugins=with_atomic_checkpoints(plugins), **kwargs)
+        plugins = with_atomic_checkpoints(plugins, trust=self.trust_checkpoint)
+        trainer = super().instantiate_trainer(plugins=plugins, **kwargs)
         if any(isinstance(lg, _WandbLogger) for lg in trainer.loggers):
             trainer.callbacks.append(WandbRunId())
         return trainer
 
     def before_fit(self) -> None:
-        """Remove temporary files that killed checkpoint writes left in the checkpoint folders."""
-        for cb in self.trainer.checkpoint_callbacks:
-            if getattr(cb, "dirpath", None):
-                remove_stale_temporaries(cb.dirpath, older_than=self._started)
+        """Lock the run folder, refuse a new run over an old run's checkpoints, and remove temporary
+        files that killed checkpoint writes left in the checkpoint folders."""
+        folders = [
+            Path(cb.dirpath) for cb in self.trainer.checkpoint_callbacks if getattr(cb, "dirpath", None)
+        ]
+        if self.trainer.checkpoint_callbacks and not folders and self.trainer.logger is None:
+            folders.append(Path(self.trainer.default_root_dir) / "checkpoints")  # Lightning's default then
+        if self.trainer.global_rank == 0 and _launching_rank():
+            self._lock = RunFolderLock(self.trainer.default_root_dir).acquire()
+            refuse_old_checkpoints(folders, resuming=bool(self.config.fit.get("ckpt_path")))
+        for folder in folders:
+            remove_stale_temporaries(folder, older_than=self._started)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        parser.link_arguments("data.data_shape", "model.data_shape", apply_on="instantiate")
+        parser.link_arguments(
+            "data.data_shape", "model.data_shape", compute_fn=self._data_shape, apply_on="instantiate"
+        )
         parser.add_argument(
             "--test_after_fit",
             type=bool,
             default=False,
             help="After fit, evaluate the best checkpoint (or the last weights) on the test set.",
         )
+
+    def _data_shape(self, shape: Any) -> Any:
+        """The data module's ``data_shape`` for the model, checked against a checkpoint's first."""
+        recorded = ((self._checkpoint or {}).get("hyper_parameters") or {}).get("data_shape")
+        if recorded is not None and shape is not None and list(recorded) != list(shape):
+            raise ValueError(
+                f"checkpoint {self._checkpoint_path} is of a model of datapoints of shape {list(recorded)}, "
+                f"but the data module gives datapoints of shape {list(shape)}: a checkpoint of another "
+                f"model, or other data"
+            )
+        return shape
 
     def after_fit(self) -> None:
         if not self.config[self.subcommand].get("test_after_fit"):
@@ -138,6 +175,79 @@ class LVMCLI(LightningCLI):
                     f"{r['test/bound']:.3f} nats per datapoint "
                     f"(+/- {r.get('test/bound_stderr', float('nan')):.3f} s.e.)"
                 )
+
+
+#: Model arguments that may differ between a checkpoint and the config that resumes or tests it:
+#: they change what is evaluated or checked, not the model or how it is trained.
+_FREE_ON_RESUME = frozenset({"estimators", "eval_seed", "check_finite", "plugins", "data_shape"})
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as YAML would hold it: tuples as lists, Namespaces and mappings as dicts."""
+    if hasattr(value, "as_dict"):
+        value = value.as_dict()
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def check_config_matches(model_config: Any, checkpoint: dict[str, Any], path: str) -> None:
+    """Stop when the config sets a model argument to another value than the checkpoint's.
+
+    Lightning would silently build the model from the checkpoint's hyperparameters, so a resumed
+    or tested run would not be the one the config describes. An argument the config leaves at
+    :class:`~lvm.vae.VAE`'s default is taken from the checkpoint.
+
+    Raises:
+        ValueError: naming the first differing key, the config's value and the checkpoint's.
+    """
+    if model_config is None:
+        return
+    import inspect
+
+    from lvm.vae import VAE
+
+    defaults = {
+        k: _plain(p.default)
+        for k, p in inspect.signature(VAE.__init__).parameters.items()
+        if p.default is not inspect.Parameter.empty
+    }
+    config, saved = _plain(model_config), _plain(checkpoint.get("hyper_parameters") or {})
+    for key, value in config.items():
+        if key in _FREE_ON_RESUME or key not in saved or value is None:
+            continue
+        if value != saved[key] and not (key in defaults and value == defaults[key]):
+            raise ValueError(
+                f"the config sets model.{key} = {value!r}, but checkpoint {path} was trained with "
+                f"{key} = {saved[key]!r}; use the checkpoint's value, or start a new run without --ckpt_path"
+            )
+
+
+def allow_globals_of(path: str | Path) -> None:
+    """Allow the globals a trusted checkpoint needs in ``torch.load(weights_only=True)`` (this process).
+
+    Only for files the user trusts (``--trust-checkpoint``): importing a global runs its module.
+    """
+    import importlib
+
+    import torch
+
+    find = getattr(torch.serialization, "get_unsafe_globals_in_checkpoint", None)
+    if find is None:  # torch < 2.5: Lightning's own loads then refuse the file, with torch's message
+        return
+    allowed = []
+    for name in find(str(path)):
+        module, _, attr = name.rpartition(".")
+        with contextlib.suppress(ImportError, AttributeError, ValueError):
+            allowed.append(getattr(importlib.import_module(module), attr))
+    torch.serialization.add_safe_globals(allowed)
+
+
+def _launching_rank() -> bool:
+    """Whether this is the process that launched the run (not a DDP worker that a launcher started)."""
+    return all(os.environ.get(v, "0") == "0" for v in ("RANK", "LOCAL_RANK", "NODE_RANK"))
 
 
 def _formatter() -> type:

@@ -51,7 +51,16 @@ class LatentVariableModel(nn.Module):
         decoder: Spec = "mlp",
         likelihood: Spec = "bernoulli",
     ) -> LatentVariableModel:
-        """Compose registered parts by name (or ``{"name": ..., **kwargs}`` specs)."""
+        """Compose registered parts by name (or ``{"name": ..., **kwargs}`` specs).
+
+        Raises:
+            ValueError: for a ``latent_dim`` or ``event_shape`` that is not made of positive
+                integers, before any part is built.
+        """
+        if isinstance(latent_dim, bool) or int(latent_dim) != latent_dim or latent_dim < 1:
+            raise ValueError(f"latent_dim must be a positive integer; got {latent_dim!r}")
+        if any(isinstance(d, bool) or int(d) != d or d < 1 for d in event_shape):
+            raise ValueError(f"data_shape must be positive integers; got {list(event_shape)}")
         lik = create_likelihood(likelihood, tuple(event_shape))
         enc = create_encoder(encoder, tuple(event_shape))
         dec = create_decoder(decoder, latent_dim, lik.raw_size, tuple(event_shape))

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from lvm.data import FileDataModule
-from lvm.errors import CorruptFileError
+from lvm.errors import CorruptFileError, UnsafeFileError
 from lvm.likelihoods import create_likelihood
 
 ROWS = [[1.0, 2.0, 0], [3.0, 4.0, 1], [5.0, 6.0, 0], [7.0, 8.0, 1]]
@@ -55,12 +55,14 @@ def test_bad_cell_is_named_with_file_line_and_column(tmp_path: Path) -> None:
 
 def test_support_violation_names_the_column(tmp_path: Path) -> None:
     f = write_csv(tmp_path / "d.csv", "p,q,r\n" + "0.5,0.5,0.5\n" * 4 + "0.5,0.5,1.5\n")
-    with pytest.raises(ValueError, match=r"FileDataModule train split: bernoulli.*column 'r' \(index 2\)"):
+    with pytest.raises(
+        ValueError, match=r"train split: .*d\.csv, line 6, column 'r' \(index 2\): value 1\.5: bernoulli"
+    ):
         FileDataModule(f).check(create_likelihood("bernoulli", event_shape=(3,)))
     comp = create_likelihood({"name": "composite", "parts": [{"name": "gamma", "columns": [0, 1]},
                                                             {"name": "gaussian", "columns": [2]}]}, event_shape=(3,))  # fmt: skip
     g = write_csv(tmp_path / "g.csv", "p,q,r\n" + "1,1,-3\n" * 4 + "1,0,-3\n")
-    with pytest.raises(ValueError, match=r"column 'q' \(index 1\)"):
+    with pytest.raises(ValueError, match=r"g\.csv, line 6, column 'q' \(index 1\): value 0:"):
         FileDataModule(g).check(comp)
 
 
@@ -96,5 +98,75 @@ def test_bad_files(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown file type '.txt'"):
         FileDataModule(str(tmp_path / "a.txt"))
     (tmp_path / "bad.npy").write_bytes(b"\x93NUMPY garbage")
-    with pytest.raises(CorruptFileError, match="corrupt file .*bad.npy"):
+    with pytest.raises(CorruptFileError, match="corrupt data file .*bad.npy"):
         FileDataModule(str(tmp_path / "bad.npy")).setup()
+
+
+def test_cells_parse_as_float_without_underscores_and_must_be_finite(tmp_path: Path) -> None:
+    f = write_csv(tmp_path / "d.csv", "a,b\n1,2\n1_5,4\n")
+    with pytest.raises(ValueError, match=r"d\.csv, line 3, column 'a': cannot read '1_5' as a number"):
+        FileDataModule(f).setup()
+    g = write_csv(tmp_path / "g.csv", "a,b\n1,2\n3,-inf\n")
+    with pytest.raises(ValueError, match=r"g\.csv, line 3, column 'b': '-inf' is not a finite number"):
+        FileDataModule(g).setup()
+    h = write_csv(tmp_path / "h.csv", "a,b\n 1e-3 ,+2.5\n-.5,7\n")  # what float() reads, blanks stripped
+    assert torch.equal(FileDataModule(h)._load()["train"].x, torch.tensor([[1e-3, 2.5], [-0.5, 7.0]]))
+
+
+def test_a_utf8_byte_order_mark_is_not_part_of_the_first_name(tmp_path: Path) -> None:
+    path = tmp_path / "excel.csv"
+    path.write_bytes("\ufeffa,b\n1,2\n".encode())
+    dm = FileDataModule(str(path), columns=["a"])
+    assert torch.equal(dm._load()["train"].x, torch.tensor([[1.0]]))
+
+
+def test_non_finite_and_support_errors_name_the_file_row_after_a_shuffled_split(tmp_path: Path) -> None:
+    rows = "".join(f"0.{i % 9 + 1},0.5\n" for i in range(40))
+    lines = rows.splitlines()
+    lines[30] = "0.5,1.5"  # file line 32: header is line 1
+    f = write_csv(tmp_path / "d.csv", "p,q\n" + "\n".join(lines) + "\n")
+    dm = FileDataModule(f, split=[0.5, 0.25, 0.25], seed=1)
+    with pytest.raises(ValueError, match=r"d\.csv, line 32, column 'q' \(index 1\): value 1\.5"):
+        dm.check(create_likelihood("bernoulli", event_shape=(2,)))
+    x = np.full((30, 2), 0.5, dtype=np.float32)
+    x[17, 1] = np.nan
+    np.save(tmp_path / "x.npy", x)
+    dm = FileDataModule(str(tmp_path / "x.npy"), split=[0.5, 0.25, 0.25], seed=2)
+    with pytest.raises(ValueError, match=r"x\.npy, row 17, element 1: value nan"):
+        dm.check(create_likelihood("bernoulli", event_shape=(2,)))
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "words"),
+    [("columns", ["a"], "columns= applies to .csv files only"), ("labels", "y", "labels= applies to .csv"),
+     ("missing", "drop", "missing= applies to .csv"), ("fill_value", 1.0, "fill_value= applies to .csv")],
+)  # fmt: skip
+def test_options_that_do_not_apply_to_the_format_are_errors(
+    tmp_path: Path, option: str, value: object, words: str
+) -> None:
+    np.save(tmp_path / "x.npy", np.zeros((4, 2), dtype=np.float32))
+    with pytest.raises(ValueError, match=words):
+        FileDataModule(str(tmp_path / "x.npy"), **{option: value})
+    f = write_csv(tmp_path / "d.csv", "a,b\n1,2\n")
+    with pytest.raises(ValueError, match="key= applies to .npz and .pt files only"):
+        FileDataModule(f, key="x")
+
+
+def test_pickles_are_refused_with_what_they_are(tmp_path: Path) -> None:
+    import pickle
+
+    class Payload:
+        def __reduce__(self):  # would write a file if unpickled
+            return (open, (str(tmp_path / "ran"), "w"))
+
+    torch.save({"x": torch.zeros(3, 2), "y": Payload()}, tmp_path / "evil.pt")
+    with pytest.raises(UnsafeFileError, match=r"refused to load data file .*evil\.pt: it asks to unpickle"):
+        FileDataModule(str(tmp_path / "evil.pt")).setup()
+    with open(tmp_path / "raw.pt", "wb") as fh:
+        pickle.dump({"x": [[1.0, 2.0]]}, fh)
+    with pytest.raises(CorruptFileError, match=r"raw\.pt is a plain Python pickle"):
+        FileDataModule(str(tmp_path / "raw.pt")).setup()
+    np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(CorruptFileError, match=r"obj\.npy holds pickled Python objects"):
+        FileDataModule(str(tmp_path / "obj.npy")).setup()
+    assert not (tmp_path / "ran").exists()

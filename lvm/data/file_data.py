@@ -11,13 +11,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from lvm.checkpoint import load_torch_file
 from lvm.data.base import SPLITS, InMemoryDataModule, Split
 from lvm.errors import CorruptFileError
 
 if TYPE_CHECKING:
     from lvm.likelihoods.base import Likelihood
 
-__all__ = ["MISSING", "FileDataModule", "read_table"]
+__all__ = ["MISSING", "FileDataModule", "parse_number", "read_table"]
 
 #: Cells read as missing in a CSV (compared in lower case, after stripping blanks).
 MISSING = frozenset({"", "na", "nan", "null", "none"})
@@ -42,6 +43,23 @@ def _select(names: list[str], wanted: list[str | int] | None, path: Path) -> lis
     return out
 
 
+def parse_number(cell: str) -> float:
+    """A CSV cell as Python's ``float()`` reads it, but without digit-group underscores (``1_5``).
+
+    Raises:
+        ValueError: for anything else, or for a value that is not finite (``inf``).
+    """
+    if "_" in cell:
+        raise ValueError(f"cannot read {cell!r} as a number")
+    try:
+        value = float(cell)
+    except ValueError:
+        raise ValueError(f"cannot read {cell!r} as a number") from None
+    if not math.isfinite(value):
+        raise ValueError(f"{cell!r} is not a finite number")
+    return value
+
+
 def read_table(
     path: Path,
     columns: list[str | int] | None,
@@ -52,10 +70,22 @@ def read_table(
     """Read a CSV with a header row into float32 data (N, D), optional int64 labels (N,) and column names.
 
     Raises:
-        ValueError: for a cell that is not a number (with file, line and column), a missing cell
-            under ``missing="error"``, an unknown column, or a row of the wrong length.
+        ValueError: for a cell that is not a finite number (with file, line and column), a missing
+            cell under ``missing="error"``, an unknown column, or a row of the wrong length.
     """
-    with open(path, newline="") as f:
+    x, y, names, _ = _read_table(path, columns, labels, missing, fill_value)
+    return x, y, names
+
+
+def _read_table(
+    path: Path,
+    columns: list[str | int] | None,
+    labels: str | int | None,
+    missing: str,
+    fill_value: float,
+) -> tuple[Tensor, Tensor | None, list[str], Tensor]:
+    """:func:`read_table`, and the file line of each row read (N,)."""
+    with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: Excel's byte-order mark
         rows = csv.reader(f)
         header = next(rows, None)
         if not header:
@@ -66,7 +96,7 @@ def read_table(
             keep = [i for i in range(len(names)) if i != label_idx]
         else:
             keep = _select(names, columns, path)
-        data, ys = [], []
+        data, ys, lines = [], [], []
         for line, row in enumerate(rows, start=2):
             if not row or all(not c.strip() for c in row):
                 continue
@@ -85,11 +115,9 @@ def read_table(
                     values.append(fill_value)
                     continue
                 try:
-                    values.append(float(cell))
-                except ValueError:
-                    raise ValueError(
-                        f"{path}, line {line}, column {names[i]!r}: cannot read {cell!r} as a number"
-                    ) from None
+                    values.append(parse_number(cell))
+                except ValueError as err:
+                    raise ValueError(f"{path}, line {line}, column {names[i]!r}: {err}") from None
             if drop:
                 continue
             if label_idx is not None:
@@ -101,23 +129,32 @@ def read_table(
                         f"{path}, line {line}, column {names[label_idx]!r}: label {cell!r} is not an integer"
                     ) from None
             data.append(values)
+            lines.append(line)
     x = torch.tensor(data, dtype=torch.float32).reshape(len(data), len(keep))
     y = torch.tensor(ys, dtype=torch.int64) if label_idx is not None else None
-    return x, y, [names[i] for i in keep]
+    return x, y, [names[i] for i in keep], torch.tensor(lines, dtype=torch.int64)
 
 
 def _read_array(path: Path, key: str | None) -> tuple[Tensor, Tensor | None]:
     """Data and optional labels from .npy (an array), .npz / .pt (an array, or ``x`` and ``y`` entries)."""
-    try:
-        if path.suffix == ".npy":
-            obj = np.load(path, allow_pickle=False)
-        elif path.suffix == ".npz":
-            with np.load(path, allow_pickle=False) as z:
-                obj = {k: z[k] for k in z.files}
-        else:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (ValueError, OSError, EOFError, RuntimeError) as err:
-        raise CorruptFileError(f"corrupt file {path}: {type(err).__name__}: {err}") from err
+    if path.suffix == ".pt":
+        obj = load_torch_file(path, "data file")
+    else:
+        try:
+            if path.suffix == ".npy":
+                obj = np.load(path, allow_pickle=False)
+            else:
+                with np.load(path, allow_pickle=False) as z:
+                    obj = {k: z[k] for k in z.files}
+        except ValueError as err:
+            if "allow_pickle" in str(err):
+                raise CorruptFileError(
+                    f"data file {path} holds pickled Python objects, which lvm does not load "
+                    f"(unpickling can run code): save a numeric array"
+                ) from None
+            raise CorruptFileError(f"corrupt data file {path}: {err}") from err
+        except (OSError, EOFError) as err:
+            raise CorruptFileError(f"corrupt data file {path}: {type(err).__name__}: {err}") from err
     if isinstance(obj, dict):
         name = key or ("x" if "x" in obj else next(iter(obj)) if len(obj) == 1 else None)
         if name not in obj:
@@ -125,7 +162,10 @@ def _read_array(path: Path, key: str | None) -> tuple[Tensor, Tensor | None]:
         x, y = obj[name], obj.get("y")
     else:
         x, y = obj, None
-    x = torch.as_tensor(np.asarray(x) if not torch.is_tensor(x) else x)
+    try:
+        x = torch.as_tensor(np.asarray(x) if not torch.is_tensor(x) else x)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{path}: the data is not a numeric array ({err})") from None
     if x.dim() < 2:
         raise ValueError(
             f"{path}: data must be (N, ...) with one row per datapoint; got shape {tuple(x.shape)}"
@@ -199,24 +239,37 @@ class FileDataModule(InMemoryDataModule):
                 raise IsADirectoryError(f"data file {p} is a folder")
             if not p.is_file():
                 raise FileNotFoundError(f"data file {p} does not exist")
+        csv_only = {"columns": columns is not None, "labels": labels is not None,
+                    "missing": missing != "error", "fill_value": fill_value != 0.0}  # fmt: skip
+        for p in self.paths.values():
+            given = [name for name, set_ in csv_only.items() if set_]
+            if p.suffix != ".csv" and given:
+                raise ValueError(
+                    f"{given[0]}= applies to .csv files only; {p} is a {p.suffix} file "
+                    f"(its arrays are used whole: x, and y for labels)"
+                )
+            if p.suffix in (".csv", ".npy") and key is not None:
+                raise ValueError(f"key= applies to .npz and .pt files only; {p} is a {p.suffix} file")
         self.split_fractions, self.columns, self.labels = split, columns, labels
         self.missing, self.fill_value, self.key = missing, float(fill_value), key
         self.column_names: list[str] | None = None
         self._read: dict[str, Split] | None = None
+        self._origin: dict[str, Tensor] = {}  # per split: each datapoint's line (CSV) or row in its file
 
     def _read_files(self) -> dict[str, Split]:
         if self._read is None:
             out = {}
             for name, p in self.paths.items():
                 if p.suffix == ".csv":
-                    x, y, self.column_names = read_table(
+                    x, y, self.column_names, rows = _read_table(
                         p, self.columns, self.labels, self.missing, self.fill_value
                     )
                 else:
                     x, y = _read_array(p, self.key)
+                    rows = torch.arange(x.shape[0])
                 if x.shape[0] == 0:
                     raise ValueError(f"{p}: no datapoints")
-                out[name] = Split(x, y)
+                out[name], self._origin[name] = Split(x, y), rows
             if self.split_fractions is not None:
                 out = self._split(out["train"])
             self._read = out
@@ -224,6 +277,7 @@ class FileDataModule(InMemoryDataModule):
 
     def _split(self, s: Split) -> dict[str, Split]:
         n = s.x.shape[0]
+        rows = self._origin.pop("train")
         perm = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed))
         n_val = round(self.split_fractions[1] * n)
         n_test = round(self.split_fractions[2] * n)
@@ -237,6 +291,7 @@ class FileDataModule(InMemoryDataModule):
             idx = perm[a:b]
             if len(idx) or name == "train":
                 out[name] = Split(s.x[idx], None if s.y is None else s.y[idx])
+                self._origin[name] = rows[idx]
         return out
 
     @property
@@ -248,32 +303,55 @@ class FileDataModule(InMemoryDataModule):
         return dict(self._read_files())
 
     def check(self, likelihood: Likelihood) -> None:
-        """As :meth:`InMemoryDataModule.check`, naming the column whose values leave the likelihood's support."""
-        try:
-            super().check(likelihood)
-        except ValueError as err:
-            column = self._bad_column(likelihood)
-            if column is None:
-                raise
-            raise ValueError(f"{err} [column {column}]") from err
-
-    def _bad_column(self, likelihood: Likelihood) -> str | None:
-        """The first column whose values alone violate the support, given the rest of a valid row."""
+        """As :meth:`InMemoryDataModule.check`, naming the file, line (or row) and column of the
+        first value that is not finite or leaves the likelihood's support."""
+        self.setup()
         for name in SPLITS:
             s = self.split(name)
-            if s is None or s.x.dim() != 2:
+            if s is None or s.x.shape[0] == 0:
                 continue
-            x = s.x
-            ok = next(
-                (r for r in range(min(len(x), 100)) if likelihood.support_violation(x[r : r + 1]) is None),
-                None,
-            )
-            if ok is None:
-                continue
-            for j in range(x.shape[1]):
-                probe = x[ok].expand_as(x).clone()
-                probe[:, j] = x[:, j]
-                if likelihood.support_violation(probe) is not None:
-                    label = self.column_names[j] if self.column_names else str(j)
-                    return f"{label!r} (index {j}) of {self.paths.get(name, self.paths['train'])}"
+            try:
+                likelihood.check(s.x)
+            except ValueError as err:
+                where = self._locate(likelihood, name, s.x)
+                raise ValueError(f"{type(self).__name__} {name} split: {where}{err}") from err
+
+    def _locate(self, likelihood: Likelihood, split: str, x: Tensor) -> str:
+        """``"<file>, line L, column 'c' (index j): value v: "`` of the first bad value, or ``""``."""
+        if x.shape[1:] != likelihood.event_shape:
+            return ""
+        flat = x.reshape(len(x), -1)
+        finite = torch.isfinite(flat)
+        if not finite.all():
+            r = int((~finite.all(1)).nonzero()[0])
+            j = int((~finite[r]).nonzero()[0])
+        else:  # first bad row by bisection on prefixes; then the column that alone breaks it
+            lo, hi = 0, len(x)  # x[:lo] is valid, x[:hi] is not
+            if likelihood.support_violation(x) is None:
+                return ""
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                lo, hi = (mid, hi) if likelihood.support_violation(x[:mid]) is None else (lo, mid)
+            r, j = hi - 1, self._bad_column(likelihood, x, hi - 1)
+            if j is None:
+                return ""
+        path = self.paths.get(split, self.paths["train"])
+        origin = int(self._origin[split][r])
+        row = f"line {origin}" if path.suffix == ".csv" else f"row {origin}"
+        label = self.column_names[j] if self.column_names and x.dim() == 2 else None
+        column = f"column {label!r} (index {j})" if label else f"element {j}"
+        return f"{path}, {row}, {column}: value {flat[r, j].item():g}: "
+
+    @staticmethod
+    def _bad_column(likelihood: Likelihood, x: Tensor, r: int) -> int | None:
+        """The first element of datapoint ``r`` whose value alone breaks the support, given a valid datapoint."""
+        ok = next((i for i in range(len(x)) if likelihood.support_violation(x[i : i + 1]) is None), None)
+        if ok is None:
+            return None
+        base, bad = x[ok].reshape(-1), x[r].reshape(-1)
+        for j in range(base.numel()):
+            probe = base.clone()
+            probe[j] = bad[j]
+            if likelihood.support_violation(probe.reshape(1, *x.shape[1:])) is not None:
+                return j
         return None
