@@ -170,3 +170,46 @@ def test_pickles_are_refused_with_what_they_are(tmp_path: Path) -> None:
     with pytest.raises(CorruptFileError, match=r"obj\.npy holds pickled Python objects"):
         FileDataModule(str(tmp_path / "obj.npy")).setup()
     assert not (tmp_path / "ran").exists()
+
+
+def test_categorical_columns_are_codes_fixed_by_the_training_file(tmp_path: Path) -> None:
+    train = write_csv(tmp_path / "train.csv", "colour,size\nred,1\nblue,2\ngreen,3\nred,4\n")
+    test = write_csv(tmp_path / "test.csv", "colour,size\ngreen,5\nblue,6\n")
+    dm = FileDataModule(train, test=test, categorical=["colour"])
+    dm.setup()
+    assert dm.categories == {"colour": ["blue", "green", "red"]}
+    assert torch.equal(dm.train, torch.tensor([[2.0, 1], [0, 2], [1, 3], [2, 4]]))
+    assert torch.equal(dm.test, torch.tensor([[1.0, 5], [0, 6]]))
+    bad = write_csv(tmp_path / "bad.csv", "colour,size\ngreen,5\npurple,6\n")
+    with pytest.raises(
+        ValueError, match=r"bad\.csv, line 3, column 'colour': category 'purple' does not occur"
+    ):
+        FileDataModule(train, test=bad, categorical=["colour"]).setup()
+    with pytest.raises(ValueError, match="categorical= applies to .csv files only"):
+        np.save(tmp_path / "x.npy", np.zeros((2, 2), dtype=np.float32))
+        FileDataModule(str(tmp_path / "x.npy"), categorical=[0])
+
+
+def test_anndata_counts_from_x_or_a_layer(tmp_path: Path) -> None:
+    anndata = pytest.importorskip("anndata")
+    from scipy import sparse
+
+    counts = np.array([[0, 3, 1], [2, 0, 0], [5, 1, 0], [0, 0, 7]], dtype=np.float32)
+    adata = anndata.AnnData(X=sparse.csr_matrix(counts / 2), layers={"counts": sparse.csr_matrix(counts)})
+    adata.var_names = ["g1", "g2", "g3"]
+    adata.write_h5ad(tmp_path / "cells.h5ad")
+    dm = FileDataModule(str(tmp_path / "cells.h5ad"), layer="counts")
+    dm.setup()
+    assert torch.equal(dm.train, torch.from_numpy(counts)) and dm.column_names == ["g1", "g2", "g3"]
+    assert torch.equal(
+        FileDataModule(str(tmp_path / "cells.h5ad"))._load()["train"].x, torch.from_numpy(counts / 2)
+    )
+    with pytest.raises(ValueError, match=r"cells\.h5ad: no layer 'raw'; it has 'counts'"):
+        FileDataModule(str(tmp_path / "cells.h5ad"), layer="raw").setup()
+    positive = counts + 1
+    positive[2, 1] = -1  # a bad value: named by file, row and gene after the likelihood's support check
+    adata = anndata.AnnData(X=positive)
+    adata.var_names = ["g1", "g2", "g3"]
+    adata.write_h5ad(tmp_path / "neg.h5ad")
+    with pytest.raises(ValueError, match=r"neg\.h5ad, row 2, column 'g2' \(index 1\): value -1"):
+        FileDataModule(str(tmp_path / "neg.h5ad")).check(create_likelihood("gamma", event_shape=(3,)))

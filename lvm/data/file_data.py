@@ -1,188 +1,41 @@
-"""A data module that reads the user's own data from .npy, .npz, .pt or .csv files, for the command line."""
+"""A data module that reads the user's own data from .csv, .npy, .npz, .pt or .h5ad files, for the command line."""
 
 from __future__ import annotations
 
-import csv
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-import numpy as np
 import torch
 from torch import Tensor
 
-from lvm.checkpoint import load_torch_file
+from lvm.data.array_files import read_anndata, read_array
 from lvm.data.base import SPLITS, InMemoryDataModule, Split
-from lvm.errors import CorruptFileError
+from lvm.data.csv_table import MISSING, parse_number, read_csv, read_table
 
 if TYPE_CHECKING:
     from lvm.likelihoods.base import Likelihood
 
-__all__ = ["MISSING", "FileDataModule", "parse_number", "read_table"]
+__all__ = ["MISSING", "FileDataModule", "parse_number", "read_table"]  # the last three from csv_table
 
-#: Cells read as missing in a CSV (compared in lower case, after stripping blanks).
-MISSING = frozenset({"", "na", "nan", "null", "none"})
-_SUFFIXES = (".npy", ".npz", ".pt", ".csv")
-
-
-def _select(names: list[str], wanted: list[str | int] | None, path: Path) -> list[int]:
-    """Indices of ``wanted`` columns (names, or integer indices / digit strings) among ``names``."""
-    if wanted is None:
-        return list(range(len(names)))
-    out = []
-    for w in wanted:
-        if isinstance(w, int) or (isinstance(w, str) and w.isdigit() and w not in names):
-            i = int(w)
-            if not -len(names) <= i < len(names):
-                raise ValueError(f"{path}: column index {i} out of range; the file has {len(names)} columns")
-            out.append(i % len(names))
-        elif w in names:
-            out.append(names.index(w))
-        else:
-            raise ValueError(f"{path}: no column {w!r}; the header has {', '.join(map(repr, names))}")
-    return out
-
-
-def parse_number(cell: str) -> float:
-    """A CSV cell as Python's ``float()`` reads it, but without digit-group underscores (``1_5``).
-
-    Raises:
-        ValueError: for anything else, or for a value that is not finite (``inf``).
-    """
-    if "_" in cell:
-        raise ValueError(f"cannot read {cell!r} as a number")
-    try:
-        value = float(cell)
-    except ValueError:
-        raise ValueError(f"cannot read {cell!r} as a number") from None
-    if not math.isfinite(value):
-        raise ValueError(f"{cell!r} is not a finite number")
-    return value
-
-
-def read_table(
-    path: Path,
-    columns: list[str | int] | None,
-    labels: str | int | None,
-    missing: str,
-    fill_value: float,
-) -> tuple[Tensor, Tensor | None, list[str]]:
-    """Read a CSV with a header row into float32 data (N, D), optional int64 labels (N,) and column names.
-
-    Raises:
-        ValueError: for a cell that is not a finite number (with file, line and column), a missing
-            cell under ``missing="error"``, an unknown column, or a row of the wrong length.
-    """
-    x, y, names, _ = _read_table(path, columns, labels, missing, fill_value)
-    return x, y, names
-
-
-def _read_table(
-    path: Path,
-    columns: list[str | int] | None,
-    labels: str | int | None,
-    missing: str,
-    fill_value: float,
-) -> tuple[Tensor, Tensor | None, list[str], Tensor]:
-    """:func:`read_table`, and the file line of each row read (N,)."""
-    with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: Excel's byte-order mark
-        rows = csv.reader(f)
-        header = next(rows, None)
-        if not header:
-            raise ValueError(f"{path}: empty file; expected a header row of column names")
-        names = [h.strip() for h in header]
-        label_idx = None if labels is None else _select(names, [labels], path)[0]
-        if columns is None:
-            keep = [i for i in range(len(names)) if i != label_idx]
-        else:
-            keep = _select(names, columns, path)
-        data, ys, lines = [], [], []
-        for line, row in enumerate(rows, start=2):
-            if not row or all(not c.strip() for c in row):
-                continue
-            if len(row) != len(names):
-                raise ValueError(f"{path}, line {line}: {len(row)} cells; the header has {len(names)}")
-            values, drop = [], False
-            for i in keep:
-                cell = row[i].strip()
-                if cell.lower() in MISSING:
-                    if missing == "error":
-                        raise ValueError(
-                            f"{path}, line {line}, column {names[i]!r}: missing value {cell!r} "
-                            f"(missing='drop' skips such rows, missing='fill' uses fill_value)"
-                        )
-                    drop = drop or missing == "drop"
-                    values.append(fill_value)
-                    continue
-                try:
-                    values.append(parse_number(cell))
-                except ValueError as err:
-                    raise ValueError(f"{path}, line {line}, column {names[i]!r}: {err}") from None
-            if drop:
-                continue
-            if label_idx is not None:
-                cell = row[label_idx].strip()
-                try:
-                    ys.append(int(cell))
-                except ValueError:
-                    raise ValueError(
-                        f"{path}, line {line}, column {names[label_idx]!r}: label {cell!r} is not an integer"
-                    ) from None
-            data.append(values)
-            lines.append(line)
-    x = torch.tensor(data, dtype=torch.float32).reshape(len(data), len(keep))
-    y = torch.tensor(ys, dtype=torch.int64) if label_idx is not None else None
-    return x, y, [names[i] for i in keep], torch.tensor(lines, dtype=torch.int64)
-
-
-def _read_array(path: Path, key: str | None) -> tuple[Tensor, Tensor | None]:
-    """Data and optional labels from .npy (an array), .npz / .pt (an array, or ``x`` and ``y`` entries)."""
-    if path.suffix == ".pt":
-        obj = load_torch_file(path, "data file")
-    else:
-        try:
-            if path.suffix == ".npy":
-                obj = np.load(path, allow_pickle=False)
-            else:
-                with np.load(path, allow_pickle=False) as z:
-                    obj = {k: z[k] for k in z.files}
-        except ValueError as err:
-            if "allow_pickle" in str(err):
-                raise CorruptFileError(
-                    f"data file {path} holds pickled Python objects, which lvm does not load "
-                    f"(unpickling can run code): save a numeric array"
-                ) from None
-            raise CorruptFileError(f"corrupt data file {path}: {err}") from err
-        except (OSError, EOFError) as err:
-            raise CorruptFileError(f"corrupt data file {path}: {type(err).__name__}: {err}") from err
-    if isinstance(obj, dict):
-        name = key or ("x" if "x" in obj else next(iter(obj)) if len(obj) == 1 else None)
-        if name not in obj:
-            raise ValueError(f"{path}: holds {sorted(obj)}; pass key= to choose the data array")
-        x, y = obj[name], obj.get("y")
-    else:
-        x, y = obj, None
-    try:
-        x = torch.as_tensor(np.asarray(x) if not torch.is_tensor(x) else x)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{path}: the data is not a numeric array ({err})") from None
-    if x.dim() < 2:
-        raise ValueError(
-            f"{path}: data must be (N, ...) with one row per datapoint; got shape {tuple(x.shape)}"
-        )
-    return x.to(torch.float32), None if y is None else torch.as_tensor(np.asarray(y)).to(torch.int64)
+_SUFFIXES = (".npy", ".npz", ".pt", ".csv", ".h5ad")
 
 
 class FileDataModule(InMemoryDataModule):
     """Datapoints from files: one per split, or one file split by fractions with a seed.
 
     Formats, by suffix: ``.npy`` (an array, N x ...), ``.npz`` and ``.pt`` (an array, or a dict
-    with ``x`` and optional ``y``), ``.csv`` (a header row of column names, one datapoint per
-    row). In a CSV, ``columns`` picks the data columns by name or index (default: all but the
-    labels column), ``labels`` names an optional integer labels column, and a missing cell
-    (empty, NA, NaN, null) is an error, dropped with its row, or replaced by ``fill_value``.
-    A cell that is not a number is reported with its file, line and column; values outside the
-    likelihood's support (:meth:`check`, run before training) with their column.
+    with ``x`` and optional ``y``; ``.pt`` loads tensors and plain values only), ``.csv`` (a header
+    row of column names, one datapoint per row), ``.h5ad`` (AnnData: cells x genes from ``X`` or
+    a ``layer``, with the optional ``anndata`` package). In a CSV, ``columns`` picks the data
+    columns by name or index (default: all but the labels column), ``labels`` names an optional
+    integer labels column, ``categorical`` names columns of category names, read as codes
+    0 .. C-1 in sorted order of the training file's names, and a missing cell (empty, NA, NaN,
+    null) is an error, dropped with its row, or replaced by ``fill_value``. Counts are numbers
+    like any other; a count likelihood's support check rejects a negative or fractional one.
+    A cell that is not a finite number or a known category is reported with its file, line and
+    column, and so is a value outside the likelihood's support (:meth:`check`, run before
+    training), whatever the split's shuffling.
 
     Args:
         train: The training file (or the only file, with ``split``).
@@ -195,6 +48,8 @@ class FileDataModule(InMemoryDataModule):
         missing: ``"error"`` (default), ``"drop"`` or ``"fill"``.
         fill_value: The value of a missing cell under ``missing="fill"``.
         key: The array to read from an ``.npz`` / ``.pt`` dict (default ``x``).
+        categorical: CSV columns (names or indices) that hold category names.
+        layer: The AnnData layer of an ``.h5ad`` file (default ``X``), e.g. ``"counts"``.
         batch_size: Training batch size per rank.
         eval_batch_size: Validation/test batch size per rank; defaults to ``batch_size``.
         seed: Seed of the split, the shuffling and the training transform.
@@ -216,6 +71,8 @@ class FileDataModule(InMemoryDataModule):
         missing: Literal["error", "drop", "fill"] = "error",
         fill_value: float = 0.0,
         key: str | None = None,
+        categorical: list[str | int] | None = None,
+        layer: str | None = None,
         batch_size: int = 100,
         eval_batch_size: int | None = None,
         seed: int = 0,
@@ -239,20 +96,22 @@ class FileDataModule(InMemoryDataModule):
                 raise IsADirectoryError(f"data file {p} is a folder")
             if not p.is_file():
                 raise FileNotFoundError(f"data file {p} does not exist")
-        csv_only = {"columns": columns is not None, "labels": labels is not None,
-                    "missing": missing != "error", "fill_value": fill_value != 0.0}  # fmt: skip
+        applies = {"columns": (columns, (".csv",)), "labels": (labels, (".csv",)),
+                   "categorical": (categorical, (".csv",)), "missing": (None if missing == "error" else missing, (".csv",)),
+                   "fill_value": (fill_value or None, (".csv",)), "key": (key, (".npz", ".pt")),
+                   "layer": (layer, (".h5ad",))}  # fmt: skip
         for p in self.paths.values():
-            given = [name for name, set_ in csv_only.items() if set_]
-            if p.suffix != ".csv" and given:
-                raise ValueError(
-                    f"{given[0]}= applies to .csv files only; {p} is a {p.suffix} file "
-                    f"(its arrays are used whole: x, and y for labels)"
-                )
-            if p.suffix in (".csv", ".npy") and key is not None:
-                raise ValueError(f"key= applies to .npz and .pt files only; {p} is a {p.suffix} file")
+            for option, (value, suffixes) in applies.items():
+                if value is not None and p.suffix not in suffixes:
+                    raise ValueError(
+                        f"{option}= applies to {' and '.join(suffixes)} files only; {p} is a {p.suffix} file"
+                    )
         self.split_fractions, self.columns, self.labels = split, columns, labels
         self.missing, self.fill_value, self.key = missing, float(fill_value), key
+        self.categorical, self.layer = categorical, layer
         self.column_names: list[str] | None = None
+        #: For each categorical column, its category names in code order (after reading).
+        self.categories: dict[str, list[str]] = {}
         self._read: dict[str, Split] | None = None
         self._origin: dict[str, Tensor] = {}  # per split: each datapoint's line (CSV) or row in its file
 
@@ -260,12 +119,16 @@ class FileDataModule(InMemoryDataModule):
         if self._read is None:
             out = {}
             for name, p in self.paths.items():
-                if p.suffix == ".csv":
-                    x, y, self.column_names, rows = _read_table(
-                        p, self.columns, self.labels, self.missing, self.fill_value
-                    )
+                if p.suffix == ".csv":  # train first: its categories fix the codes of val and test
+                    t = read_csv(p, self.columns, self.labels, self.missing, self.fill_value,
+                                 self.categorical, self.categories or None)  # fmt: skip
+                    x, y, self.column_names, rows = t.x, t.y, t.names, t.lines
+                    self.categories = self.categories or t.categories
+                elif p.suffix == ".h5ad":
+                    (x, self.column_names), y = read_anndata(p, self.layer), None
+                    rows = torch.arange(x.shape[0])
                 else:
-                    x, y = _read_array(p, self.key)
+                    x, y = read_array(p, self.key)
                     rows = torch.arange(x.shape[0])
                 if x.shape[0] == 0:
                     raise ValueError(f"{p}: no datapoints")
