@@ -14,12 +14,14 @@ Usage:
     python benchmarks/run.py --quick          # a smaller smoke run (about 2 minutes)
     python benchmarks/run.py --only train --repeats 7 --peers
     python benchmarks/run.py --omp-wait-policy passive   # an opt-in setting, labelled in every row
+    python benchmarks/run.py --only estimator --busy 1   # beside one spinning neighbour (a shared machine)
     python benchmarks/run.py --compare benchmarks/results/OLD.json
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
@@ -29,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +105,18 @@ def launch(cmd: list[str], env: dict[str, str], out_flag: str) -> tuple[dict[str
         if rc != 0 or not out.exists():
             raise RuntimeError(f"{' '.join(cmd)} failed (exit {rc}):\n{log.read_text()[-4000:]}")
         return json.loads(out.read_text()), wall, usage.ru_maxrss / 1024
+
+
+@contextlib.contextmanager
+def neighbours(n: int) -> Iterator[None]:
+    """``n`` processes that spin on a core each for as long as the block runs (a shared machine)."""
+    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+    try:
+        yield
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
 
 
 def summary(values: list[float]) -> dict[str, Any]:
@@ -467,6 +482,8 @@ def settings(env: dict[str, str], args: argparse.Namespace) -> dict[str, str]:
     out = dict(_opted_env(args))
     if args.threads:
         out["torch.set_num_threads"] = str(args.threads)
+    if args.busy:
+        out["busy_neighbours"] = str(args.busy)
     return out
 
 
@@ -521,6 +538,13 @@ def main(argv: list[str] | None = None) -> int:
         help="opt in: set an environment variable in every child (repeatable; labelled in every row)",
     )
     parser.add_argument(
+        "--busy",
+        type=int,
+        default=0,
+        metavar="N",
+        help="run N spinning neighbour processes (one busy core each) during the measurement; labelled in every row",
+    )
+    parser.add_argument(
         "--out", type=Path, default=None, help="JSON file (default benchmarks/results/<time>.json)"
     )
     parser.add_argument("--compare", type=Path, default=None, help="an earlier result JSON to compare with")
@@ -542,18 +566,19 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine(env),
     }
     t0 = time.perf_counter()
-    if "train" in groups:
-        print(f"training, {n} datapoints, {args.repeats} processes per case:", flush=True)
-        result["train"] = run_training(TRAIN_ROWS + (PEER_ROWS if args.peers else []), n, args, env)
-    if "conv" in groups:
-        print(f"conv training, {conv_n} images, {args.repeats} processes per case:", flush=True)
-        result["conv"] = run_training(CONV_ROWS, conv_n, args, env)
-    if "estimator" in groups:
-        print("estimator:", flush=True)
-        result["estimator"] = run_estimator(args, env)
-    print("startup times:", flush=True)
-    result["startup"] = startup_times(env, 3 if args.quick else 5)
-    result["machine"]["load_average_end"] = os.getloadavg()
+    with neighbours(args.busy):
+        if "train" in groups:
+            print(f"training, {n} datapoints, {args.repeats} processes per case:", flush=True)
+            result["train"] = run_training(TRAIN_ROWS + (PEER_ROWS if args.peers else []), n, args, env)
+        if "conv" in groups:
+            print(f"conv training, {conv_n} images, {args.repeats} processes per case:", flush=True)
+            result["conv"] = run_training(CONV_ROWS, conv_n, args, env)
+        if "estimator" in groups:
+            print("estimator:", flush=True)
+            result["estimator"] = run_estimator(args, env)
+        print("startup times:", flush=True)
+        result["startup"] = startup_times(env, 3 if args.quick else 5)
+        result["machine"]["load_average_end"] = os.getloadavg()
     result["total_s"] = time.perf_counter() - t0
 
     out = args.out or HERE / "results" / f"{stamp}.json"
