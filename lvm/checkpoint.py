@@ -1,4 +1,4 @@
-"""Checkpoints that survive a kill (written beside the target, then renamed over it) and carry the RNG state."""
+"""Checkpoint files: read without running code, written so that a kill leaves the old file or the new one."""
 
 from __future__ import annotations
 
@@ -18,25 +18,15 @@ from lightning.fabric.plugins.io.checkpoint_io import CheckpointIO
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.fabric.utilities.types import _PATH
-from torch import Tensor
 
 from lvm.errors import CorruptFileError, UnsafeFileError
 
 __all__ = [
-    "DATAMODULE_KEY",
     "AtomicCheckpointIO",
-    "init_arguments",
-    "load_vae",
     "read_checkpoint",
-    "record_datamodule",
     "remove_stale_temporaries",
-    "rng_state",
-    "set_rng_state",
     "with_atomic_checkpoints",
 ]
-
-#: Checkpoint key of the data module's ``{"class_path": ..., "init_args": {...}}`` (read by ``lvm compare``).
-DATAMODULE_KEY = "lvm_datamodule"
 
 _TMP = ".tmp-"
 
@@ -128,23 +118,6 @@ def _corrupt(p: Path, err: BaseException) -> CorruptFileError:
         f"corrupt checkpoint {p} ({p.stat().st_size} bytes): not a complete torch file "
         f"({type(err).__name__}: {first})"
     )
-
-
-def load_vae(
-    path: str | os.PathLike, device: str | torch.device = "cpu", *, trust: bool = False
-) -> tuple[Any, dict[str, Any]]:
-    """The ``VAE`` of a checkpoint on ``device`` and the checkpoint dict, read once by :func:`read_checkpoint`.
-
-    Raises:
-        FileNotFoundError, IsADirectoryError, CorruptFileError, UnsafeFileError: as
-            :func:`read_checkpoint` (``trust`` as there).
-    """
-    from lvm.vae import VAE
-
-    ckpt = read_checkpoint(path, trust=trust)
-    vae = VAE(**init_arguments(ckpt["hyper_parameters"]))
-    vae.load_state_dict(ckpt["state_dict"])
-    return vae.to(device), ckpt
 
 
 def _pid_alive(pid: int) -> bool:
@@ -261,41 +234,3 @@ def with_atomic_checkpoints(plugins: Any) -> list[Any]:
     if not any(isinstance(p, CheckpointIO) for p in plugins):
         plugins.append(AtomicCheckpointIO())
     return plugins
-
-
-def record_datamodule(checkpoint: dict[str, Any], trainer: Any) -> None:
-    """Store the trainer's data module as ``{"class_path", "init_args"}`` under :data:`DATAMODULE_KEY`.
-
-    The init arguments are the data module's saved hyperparameters (``save_hyperparameters``),
-    as LightningCLI's ``class_path`` / ``init_args``, so ``lvm compare`` rebuilds exactly the
-    data the model was trained on. Nothing is stored without a data module.
-    """
-    dm = getattr(trainer, "datamodule", None)
-    if dm is None:
-        return
-    cls = type(dm)
-    checkpoint[DATAMODULE_KEY] = {
-        "class_path": f"{cls.__module__}.{cls.__qualname__}",
-        "init_args": init_arguments(getattr(dm, "hparams", None) or {}),
-    }
-
-
-def init_arguments(hparams: Any) -> dict[str, Any]:
-    """The constructor arguments among saved hyperparameters: without the ``_class_path`` and
-    ``_instantiator`` entries that LightningCLI adds, which no ``__init__`` accepts."""
-    return {k: v for k, v in dict(hparams).items() if not str(k).startswith("_")}
-
-
-def rng_state(device: torch.device) -> dict[str, Tensor]:
-    """The torch random states a training step draws from: the CPU's and, on a GPU, that device's."""
-    state = {"cpu": torch.get_rng_state()}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def set_rng_state(state: dict[str, Tensor], device: torch.device) -> None:
-    """Restore what :func:`rng_state` returned (the CUDA state only on a CUDA device)."""
-    torch.set_rng_state(state["cpu"].cpu())
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"].cpu(), device)

@@ -9,11 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from lvm.bdmc_command import run_bdmc
-from lvm.checkpoint import load_vae
 from lvm.cli import main as lvm_main
 from lvm.estimators import create_estimator
 from lvm.estimators.bdmc import bdmc, compare_to_sandwich
+from lvm.evaluate import load_vae, run_bdmc
 
 N, CHAINS, SEED = 20, 3, 5
 

@@ -20,16 +20,16 @@ from torch import Tensor, nn
 
 import lvm
 from lvm import LatentVariableModel, compare_estimators, create_estimator, register_estimator
-from lvm.checkpoint import DATAMODULE_KEY
 from lvm.cli import main as lvm_main
-from lvm.compare import main
 from lvm.data import TabularDataModule, TensorDataModule
 from lvm.errors import UsageError
 from lvm.estimators import ESTIMATORS, Estimate, Estimator
 from lvm.estimators.importance import ImportanceSampling
+from lvm.evaluate.commands import compare_main as main
+from lvm.evaluate.report import format_table, tail_warning
+from lvm.evaluation import DATAMODULE_KEY
 from lvm.likelihoods import Gaussian
 from lvm.likelihoods.base import inverse_softplus
-from lvm.report import format_table, tail_warning
 
 torch.set_num_threads(2)
 ROOT = Path(__file__).resolve().parents[1]
@@ -309,7 +309,8 @@ def test_checkpoints_without_the_record_need_the_data_named(
     assert main([*argv, "--data-config", str(cfg), "--out", str(tmp_path / "c")]) == 0
     assert json.loads((tmp_path / "c" / "compare.json").read_text())["rows"][0]["num_datapoints"] == 5
     assert lvm_main(["compare", *argv, "--data-class", "lvm.vae.VAE"]) == 2
-    assert "'lvm.vae.VAE' is not a LightningDataModule class" in capsys.readouterr().err
+    err = capsys.readouterr().err  # not a registered data module: refused, not imported
+    assert "--data-class: data module 'lvm.vae.VAE' is not registered in lvm.data.DATAMODULES" in err
     assert lvm_main(["compare", *argv[:2], "--estimators", "importanse"]) == 2
     assert "Did you mean 'importance'" in capsys.readouterr().err
 
@@ -341,7 +342,7 @@ def test_torchrun_with_two_processes_prints_and_writes_what_one_process_does(
         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
     }
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-           "-m", "lvm.compare", *argv, "--out", str(tmp_path / "two")]  # fmt: skip
+           "-m", "lvm.cli", "compare", *argv, "--out", str(tmp_path / "two")]  # fmt: skip
     proc = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     one, two = (json.loads((tmp_path / n / "compare.json").read_text()) for n in ("one", "two"))

@@ -19,7 +19,7 @@ from lvm.estimators.registry import create_estimator
 if TYPE_CHECKING:
     from lvm.model import LatentVariableModel
 
-__all__ = ["Sandwich", "SandwichDistance", "bdmc", "compare_to_sandwich"]
+__all__ = ["Sandwich", "SandwichDistance", "bdmc", "compare_to_sandwich", "simulate", "stderr_of_mean"]
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,25 @@ class Sandwich:
         """upper - lower, (N,): a stochastic bound on the error of either bound."""
         return self.upper - self.lower
 
+    def means(self) -> dict[str, float]:
+        """Means over the datapoints of ``lower``, ``upper`` and ``width``, each with its MC standard error.
+
+        Keys ``lower``, ``lower_mc_stderr``, ``upper``, ``upper_mc_stderr``, ``width``,
+        ``width_mc_stderr`` (:func:`stderr_of_mean`; the two directions are independent, so the
+        width's adds theirs in quadrature).
+        """
+        width_se = torch.hypot(self.lower_stderr, self.upper_stderr)
+        out = {}
+        for name, values, se in (("lower", self.lower, self.lower_stderr), ("upper", self.upper, self.upper_stderr),
+                                 ("width", self.width, width_se)):  # fmt: skip
+            out[name], out[f"{name}_mc_stderr"] = float(values.double().mean()), stderr_of_mean(se)
+        return out
+
+
+def stderr_of_mean(se: Tensor) -> float:
+    """sqrt(sum_n se_n^2) / N: the standard error of a mean of N independent estimates with errors se_n."""
+    return float(se.double().square().sum().sqrt() / len(se))
+
 
 @dataclass(frozen=True)
 class SandwichDistance:
@@ -68,8 +87,8 @@ class SandwichDistance:
         above_lower: Mean of log p-hat - lower.
         width: Mean width of the sandwich.
         inside: Share of datapoints with lower <= log p-hat <= upper.
-        mc_stderr: Monte Carlo standard error of ``mean_log_px``, sqrt(sum_n se_n^2) / N from
-            each datapoint's ``Estimate.mc_stderr``, or None if the estimator does not report it.
+        mc_stderr: Monte Carlo standard error of ``mean_log_px`` (:func:`stderr_of_mean` of each
+            datapoint's ``Estimate.mc_stderr``), or None if the estimator does not report it.
     """
 
     estimator: str
@@ -223,7 +242,7 @@ def compare_to_sandwich(
                 above_lower=float((log_px - sandwich.lower).mean()),
                 width=float(sandwich.width.mean()),
                 inside=float(inside.float().mean()),
-                mc_stderr=None if se is None else float(se.double().square().sum().sqrt() / len(se)),
+                mc_stderr=None if se is None else stderr_of_mean(se),
             )
         )
     return rows
