@@ -1,4 +1,4 @@
-"""The numbers a seed gives: AIS and BDMC estimates pinned to values recorded before their noise streams were named.
+"""The numbers a seed gives: AIS and BDMC estimates and stream seeds pinned to values recorded before the streams had names.
 
 Recorded at 9ab6862 (torch 2.14.1, CPU, one thread). Every chain start, momentum and Metropolis
 uniform comes from counter-based noise keyed by (seed, stream, dataset index, chain), so moving
@@ -14,6 +14,7 @@ from exact_models import bernoulli_2d, linear_gaussian, sample_data
 
 from lvm import create_estimator
 from lvm.estimators.bdmc import bdmc
+from lvm.estimators.noise import Stream, stream_seed, transition_seed
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -58,3 +59,23 @@ def test_bdmc_gives_the_recorded_sandwich(seed: int) -> None:
     close(s.upper, upper)
     if seed == 5:
         close(s.z[:3], SIMULATED_Z_SEED_5)
+
+
+def test_each_stream_keeps_the_seed_its_number_gave() -> None:
+    """The named streams are the counters the code used before they had names (-1..-4, t >= 1)."""
+    pinned = {  # (seed, counter): what _step_seed(seed, counter) gave at 9ab6862
+        (0, -4): 964973312370967167, (0, -3): 3472547971408258190, (0, -2): 3521330384906538218,
+        (0, -1): 1851685210305519456, (0, 1): 8147104208329303767, (0, 7): 1603648013000153456,
+        (5, -4): 5866404228462740479, (5, -3): 7435667504088846533, (5, -2): 3538273269413435537,
+        (5, -1): 8430532916534149993, (5, 1): 3567305580077179309, (5, 7): 9090219046513020304,
+    }  # fmt: skip
+    for (seed, counter), value in pinned.items():
+        if counter > 0:
+            assert transition_seed(seed, counter) == value
+        else:
+            assert stream_seed(seed, Stream(counter)) == value
+    assert [s.name for s in sorted(Stream, reverse=True)] == [
+        "AIS_PILOT", "REVERSE_AIS", "REVERSE_AIS_PILOT", "BDMC_SIMULATION"
+    ]  # fmt: skip
+    with pytest.raises(ValueError, match="numbered from 1; got 0"):
+        transition_seed(0, 0)

@@ -10,10 +10,9 @@ import torch
 from torch import Tensor
 
 from lvm.distributions import normal_params
-from lvm.estimators.ais import AnnealedImportanceSampling, _step_seed, anneal
+from lvm.estimators.ais import AnnealedImportanceSampling
 from lvm.estimators.base import Estimator
-from lvm.estimators.diagnostics import LogWeights
-from lvm.estimators.noise import NormalNoise
+from lvm.estimators.noise import NormalNoise, Stream, stream_seed
 from lvm.estimators.registry import create_estimator
 
 if TYPE_CHECKING:
@@ -113,7 +112,9 @@ def simulate(model: LatentVariableModel, num_datapoints: int, seed: int) -> tupl
     loc, scale = prior
     device = loc.device
     index = torch.arange(num_datapoints, device=device)
-    eps = NormalNoise(index, _step_seed(seed, -4), num_datapoints, model.latent_dim, device, loc.dtype)
+    eps = NormalNoise(
+        index, stream_seed(seed, Stream.BDMC_SIMULATION), num_datapoints, model.latent_dim, device, loc.dtype
+    )
     eps = eps.draw(0, 1)[0]
     z = loc + scale * eps  # (N, L)
     with torch.random.fork_rng(devices=[] if device.type == "cpu" else [device]):
@@ -182,34 +183,11 @@ def _reverse(
     seed: int,
 ) -> tuple[Tensor, Tensor]:
     """Reverse AIS from the exact z (B, L): the upper bound and its MC standard error, each (B,)."""
-    q = model.posterior(x)
-    r = q if ais.start == "posterior" else model.prior()
-    params, q_params = normal_params(r), normal_params(q)
-    if params is None:
-        raise ValueError(f"bdmc needs a diagonal Gaussian {ais.start}; got {type(r).__name__}")
-    betas = ais.betas[::-1]
-    kwargs: dict[str, Any] = {
-        "leapfrog_steps": ais.leapfrog_steps,
-        "step_size": ais.step_size,
-        "target_accept": ais.target_accept,
-        "precondition": None if q_params is None else q_params[1],
-    }
-    pilot_seed, main_seed = _step_seed(seed, -3), _step_seed(seed, -2)
-    start = z[None].expand(ais.pilot_chains, *z.shape)
-    _, _, step_sizes = anneal(
-        model, x, start, betas, params, index=index, seed=pilot_seed, chain_start=0, **kwargs
+    est = ais.run_chains(
+        model, x, index, stream_seed(seed, Stream.REVERSE_AIS), stream_seed(seed, Stream.REVERSE_AIS_PILOT), z
     )
-    acc = LogWeights(ais.num_samples)
-    for first, count in ais.chunks(model, x):
-        start = z[None].expand(count, *z.shape)
-        log_w, _, _ = anneal(
-            model, x, start, betas, params, index=index, seed=main_seed, chain_start=first,
-            step_sizes=step_sizes, **kwargs,
-        )  # fmt: skip
-        acc.update(log_w.to(z.dtype))  # log w' = -sum_t (beta_t - beta_{t-1}) l(z_t)
-    est = acc.estimate()
     assert est.mc_stderr is not None
-    return -est.log_px, est.mc_stderr
+    return -est.log_px, est.mc_stderr  # log p-hat estimates -log p(x): E[w] = 1 / p(x)
 
 
 def compare_to_sandwich(
