@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -187,15 +188,38 @@ def _output_folder(out: Path | None, ckpt: Path, name: str) -> Path:
     return folder
 
 
-def _setup_distributed(device: torch.device) -> tuple[torch.device, bool]:
-    """Join torchrun's process group if there is one: (this process's device, whether it joined)."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or torch.distributed.is_initialized():
-        return device, False
-    if device.type == "cuda":
+def _process_device(device: torch.device) -> torch.device:
+    """Under torchrun, a CUDA ``device`` becomes this process's own GPU, cuda:LOCAL_RANK."""
+    if _torchrun_world() > 1 and device.type == "cuda":
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(device)
+    return device
+
+
+def _torchrun_world() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+@contextlib.contextmanager
+def _process_group(device: torch.device) -> Iterator[tuple[int, int]]:
+    """torchrun's process group (nccl on a GPU, else gloo) for the block: (world size, rank); (1, 0) without it.
+
+    An error inside the block is the one raised, not one of the teardown after another rank has gone.
+    """
+    if torch.distributed.is_initialized():  # a group the caller made: used, and left to the caller
+        yield torch.distributed.get_world_size(), torch.distributed.get_rank()
+        return
+    if _torchrun_world() <= 1:
+        yield 1, 0
+        return
     torch.distributed.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    return device, True
+    try:
+        yield torch.distributed.get_world_size(), torch.distributed.get_rank()
+    except BaseException:
+        with contextlib.suppress(Exception):
+            torch.distributed.destroy_process_group()
+        raise
+    torch.distributed.destroy_process_group()
 
 
 def compare_main(argv: list[str] | None = None) -> int:
@@ -203,21 +227,15 @@ def compare_main(argv: list[str] | None = None) -> int:
     args = compare_parser().parse_args(argv)
     build_estimators(args.estimators, [1])  # bad input fails before the checkpoint is read
     out = _output_folder(args.out, args.ckpt, "compare")
-    device, joined = _setup_distributed(resolve_device(args.device))
-    try:
-        vae, ckpt = load_vae(args.ckpt, device, trust=args.trust_checkpoint)
-        dm, data_spec = load_datamodule(
-            ckpt, args.data_config, args.data_class, source=f"checkpoint {args.ckpt}"
-        )
+    device = _process_device(resolve_device(args.device))
+    vae, ckpt = load_vae(args.ckpt, device, trust=args.trust_checkpoint)  # errors here: before the group
+    dm, data_spec = load_datamodule(ckpt, args.data_config, args.data_class, source=f"checkpoint {args.ckpt}")
+    with _process_group(device) as (world, rank):
         rows = compare_estimators(vae, dm, args.estimators, args.num_samples, seed=args.seed, limit=args.limit,
                                   batch_size=args.batch_size, chunk_size=args.chunk_size,
                                   progress=not args.no_progress)  # fmt: skip
-        world = torch.distributed.get_world_size() if joined else 1
-        if joined and torch.distributed.get_rank() != 0:
-            return 0
-    finally:
-        if joined:
-            torch.distributed.destroy_process_group()
+    if rank != 0:
+        return 0
     print(report.format_table(rows, bits_per_dim=args.bits_per_dim))
     warning = report.tail_warning(rows)
     if warning:
@@ -258,7 +276,7 @@ def run(prog: str, main: Callable[[list[str]], int], argv: list[str]) -> int:
     Under torchrun (``WORLD_SIZE`` > 1) every process would print the same error and hint, so
     each prints one line, naming its rank, and no hint; ``--debug`` keeps the traceback.
     """
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    world = _torchrun_world()
     debug, rest = debug_requested(argv)
     if world <= 1 or debug:
         return run_command(prog, main, argv)
