@@ -25,19 +25,20 @@ SHAPES = [
     ((2, 3, 5), (5,)),
     ((5,), (5,)),
 ]
-PATHS = pytest.mark.parametrize(
-    ("fused_from", "block"), [(None, None), (1, None), (1, 1)], ids=["default", "large-array-path", "blocks"]
-)
 
 
-def float64_case(
-    f_shape: tuple, x_shape: tuple, fused_from: int | None, block: int | None, monkeypatch: pytest.MonkeyPatch
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits and grey values in float64 that require gradients, with the kernel path chosen."""
+@pytest.fixture(params=[(None, None), (1, None), (1, 1)], ids=["default", "large-array-path", "blocks"])
+def kernel_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each path of the kernels, whatever the size of the input."""
+    fused_from, block = request.param
     if fused_from is not None:  # the path taken with gradients from 2^18 logits on, at any size
         monkeypatch.setattr(bernoulli, "_FUSED_FROM", fused_from)
     if block is not None:  # |f| made and reduced one sample at a time, as large arrays are
         monkeypatch.setattr(bernoulli, "_BLOCK", block)
+
+
+def float64_case(f_shape: tuple, x_shape: tuple) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits and grey values in float64 that require gradients."""
     g = torch.Generator().manual_seed(0)
     f = (5 * torch.randn(f_shape, generator=g, dtype=torch.float64)).requires_grad_()
     x = torch.rand(x_shape, generator=g, dtype=torch.float64).requires_grad_()  # grey values too
@@ -45,15 +46,10 @@ def float64_case(
 
 
 @pytest.mark.parametrize(("f_shape", "x_shape"), SHAPES)
-@PATHS
 def test_kernels_match_torch_values_and_gradients_in_float64(
-    f_shape: tuple,
-    x_shape: tuple,
-    fused_from: int | None,
-    block: int | None,
-    monkeypatch: pytest.MonkeyPatch,
+    f_shape: tuple, x_shape: tuple, kernel_path: None
 ) -> None:
-    f, x = float64_case(f_shape, x_shape, fused_from, block, monkeypatch)
+    f, x = float64_case(f_shape, x_shape)
     ref = _torch_log_prob(f, x)
     torch.testing.assert_close(bernoulli_log_prob(f, x), ref, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(bernoulli_log_prob_sum(f, x), ref.sum(-1), rtol=1e-12, atol=1e-10)
@@ -73,15 +69,10 @@ def test_kernels_match_torch_values_and_gradients_in_float64(
     # 125 values per datapoint (a group of 120 and a remainder) take 10-80 s each under load
     [pytest.param(*s, marks=pytest.mark.slow) if 125 in (*s[0], *s[1]) else s for s in SHAPES],
 )
-@PATHS
 def test_kernels_pass_gradcheck_and_gradgradcheck_in_float64(
-    f_shape: tuple,
-    x_shape: tuple,
-    fused_from: int | None,
-    block: int | None,
-    monkeypatch: pytest.MonkeyPatch,
+    f_shape: tuple, x_shape: tuple, kernel_path: None
 ) -> None:
-    f, x = float64_case(f_shape, x_shape, fused_from, block, monkeypatch)
+    f, x = float64_case(f_shape, x_shape)
     for fn in (bernoulli_log_prob, bernoulli_log_prob_sum):
         assert torch.autograd.gradcheck(fn, (f, x))
         assert torch.autograd.gradgradcheck(fn, (f, x))
