@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +15,16 @@ from lvm.errors import USER_ERRORS, CommandParser, debug_requested, one_line, ru
 from lvm.estimators import list_estimators
 from lvm.estimators.ais import SCHEDULES, STARTS
 from lvm.evaluate import report
+from lvm.evaluate.loop import process_group, torchrun_world
 from lvm.evaluate.restore import load_datamodule, load_vae
 from lvm.evaluate.runner import build_estimators, check_bdmc, compare_estimators, run_bdmc
 from lvm.registry import Spec
 
 __all__ = [
+    "bdmc_command",
     "bdmc_main",
     "bdmc_parser",
+    "compare_command",
     "compare_main",
     "compare_parser",
     "estimator_specs",
@@ -190,47 +192,25 @@ def _output_folder(out: Path | None, ckpt: Path, name: str) -> Path:
 
 def _process_device(device: torch.device) -> torch.device:
     """Under torchrun, a CUDA ``device`` becomes this process's own GPU, cuda:LOCAL_RANK."""
-    if _torchrun_world() > 1 and device.type == "cuda":
+    if torchrun_world() > 1 and device.type == "cuda":
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(device)
     return device
 
 
-def _torchrun_world() -> int:
-    return int(os.environ.get("WORLD_SIZE", "1"))
-
-
-@contextlib.contextmanager
-def _process_group(device: torch.device) -> Iterator[tuple[int, int]]:
-    """torchrun's process group (nccl on a GPU, else gloo) for the block: (world size, rank); (1, 0) without it.
-
-    An error inside the block is the one raised, not one of the teardown after another rank has gone.
-    """
-    if torch.distributed.is_initialized():  # a group the caller made: used, and left to the caller
-        yield torch.distributed.get_world_size(), torch.distributed.get_rank()
-        return
-    if _torchrun_world() <= 1:
-        yield 1, 0
-        return
-    torch.distributed.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    try:
-        yield torch.distributed.get_world_size(), torch.distributed.get_rank()
-    except BaseException:
-        with contextlib.suppress(Exception):
-            torch.distributed.destroy_process_group()
-        raise
-    torch.distributed.destroy_process_group()
-
-
 def compare_main(argv: list[str] | None = None) -> int:
     """Run ``lvm compare``; user errors propagate to :func:`run` (one line, exit status 2)."""
-    args = compare_parser().parse_args(argv)
-    build_estimators(args.estimators, [1])  # bad input fails before the checkpoint is read
+    return compare_command(compare_parser().parse_args(argv))
+
+
+def compare_command(args: argparse.Namespace) -> int:
+    """``lvm compare`` with parsed arguments: check them, read the checkpoint and its data, estimate, report."""
     out = _output_folder(args.out, args.ckpt, "compare")
     device = _process_device(resolve_device(args.device))
+    build_estimators(args.estimators, [1])  # bad input fails before the checkpoint is read
     vae, ckpt = load_vae(args.ckpt, device, trust=args.trust_checkpoint)  # errors here: before the group
     dm, data_spec = load_datamodule(ckpt, args.data_config, args.data_class, source=f"checkpoint {args.ckpt}")
-    with _process_group(device) as (world, rank):
+    with process_group(device) as (world, rank):
         rows = compare_estimators(vae, dm, args.estimators, args.num_samples, seed=args.seed, limit=args.limit,
                                   batch_size=args.batch_size, chunk_size=args.chunk_size,
                                   progress=not args.no_progress)  # fmt: skip
@@ -251,12 +231,16 @@ def compare_main(argv: list[str] | None = None) -> int:
 
 def bdmc_main(argv: list[str] | None = None) -> int:
     """Run ``lvm bdmc``; user errors propagate to :func:`run` (one line, exit status 2)."""
-    args = bdmc_parser().parse_args(argv)
+    return bdmc_command(bdmc_parser().parse_args(argv))
+
+
+def bdmc_command(args: argparse.Namespace) -> int:
+    """``lvm bdmc`` with parsed arguments: check them, read the checkpoint, run the sandwich, report."""
+    out = _output_folder(args.out, args.ckpt, "bdmc")
+    device = resolve_device(args.device)
     ais_options = {"schedule": args.schedule, "start": args.start, "leapfrog_steps": args.leapfrog_steps}
     check_bdmc(args.num_datapoints, args.steps, args.chains, args.estimators, args.num_samples,
                args.batch_size, args.chunk_size, ais_options)  # fmt: skip  # bad input: before the checkpoint is read
-    out = _output_folder(args.out, args.ckpt, "bdmc")
-    device = resolve_device(args.device)
     vae, _ = load_vae(args.ckpt, device, trust=args.trust_checkpoint)
     bounds, rows = run_bdmc(vae.model, args.num_datapoints, args.steps, args.chains, args.estimators,
                             args.num_samples, seed=args.seed, batch_size=args.batch_size,
@@ -276,7 +260,7 @@ def run(prog: str, main: Callable[[list[str]], int], argv: list[str]) -> int:
     Under torchrun (``WORLD_SIZE`` > 1) every process would print the same error and hint, so
     each prints one line, naming its rank, and no hint; ``--debug`` keeps the traceback.
     """
-    world = _torchrun_world()
+    world = torchrun_world()
     debug, rest = debug_requested(argv)
     if world <= 1 or debug:
         return run_command(prog, main, argv)

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import torch
 from torch import Tensor
 
-__all__ = ["EvaluationLoop", "gather", "shard"]
+__all__ = ["EvaluationLoop", "gather", "process_group", "shard", "torchrun_world"]
 
 T = TypeVar("T")
 
@@ -85,3 +87,30 @@ def gather(value: T) -> list[T]:
     out: list[Any] = [None] * torch.distributed.get_world_size()
     torch.distributed.all_gather_object(out, value)
     return out
+
+
+def torchrun_world() -> int:
+    """The number of processes torchrun started (``WORLD_SIZE``; 1 without torchrun)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+@contextlib.contextmanager
+def process_group(device: torch.device) -> Iterator[tuple[int, int]]:
+    """torchrun's process group (nccl on a GPU, else gloo) for the block: (world size, rank); (1, 0) without it.
+
+    An error inside the block is the one raised, not one of the teardown after another rank has gone.
+    """
+    if torch.distributed.is_initialized():  # a group the caller made: used, and left to the caller
+        yield torch.distributed.get_world_size(), torch.distributed.get_rank()
+        return
+    if torchrun_world() <= 1:
+        yield 1, 0
+        return
+    torch.distributed.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    try:
+        yield torch.distributed.get_world_size(), torch.distributed.get_rank()
+    except BaseException:
+        with contextlib.suppress(Exception):
+            torch.distributed.destroy_process_group()
+        raise
+    torch.distributed.destroy_process_group()
