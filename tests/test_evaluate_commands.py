@@ -352,6 +352,30 @@ def test_a_process_of_torchrun_prints_one_line_naming_its_rank(
     ]
 
 
+def test_more_torchrun_processes_than_gpus_is_one_line(
+    checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a machine with one GPU
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    for name, value in {"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1"}.items():
+        monkeypatch.setenv(name, value)
+    argv = [
+        "compare",
+        "--ckpt",
+        str(checkpoint),
+        *SMALL["compare"],
+        "--device",
+        "cuda",
+        "--out",
+        str(tmp_path),
+    ]
+    assert lvm_main(argv) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "lvm compare: error (rank 1 of 2): torchrun process 1 of this node has no GPU of its own: the machine "
+        "has 1 CUDA device(s); start at most 1 per node (--nproc-per-node) or use --device cpu"
+    ]
+
+
 @pytest.mark.slow  # about 30 s: three torchrun launches of two processes each
 def test_errors_under_torchrun_are_at_most_one_line_per_rank(checkpoint: Path, tmp_path: Path) -> None:
     """Before the model is read, before the process group is joined, and inside it."""

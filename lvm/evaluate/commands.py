@@ -193,7 +193,13 @@ def _output_folder(out: Path | None, ckpt: Path, name: str) -> Path:
 def _process_device(device: torch.device) -> torch.device:
     """Under torchrun, a CUDA ``device`` becomes this process's own GPU, cuda:LOCAL_RANK."""
     if torchrun_world() > 1 and device.type == "cuda":
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        local, count = int(os.environ.get("LOCAL_RANK", "0")), torch.cuda.device_count()
+        if local >= count:
+            raise ValueError(
+                f"torchrun process {local} of this node has no GPU of its own: the machine has {count} CUDA "
+                f"device(s); start at most {count} per node (--nproc-per-node) or use --device cpu"
+            )
+        device = torch.device("cuda", local)
         torch.cuda.set_device(device)
     return device
 
