@@ -1,6 +1,5 @@
 """lvm: latent variable models on PyTorch Lightning, with pluggable likelihoods and honest log p(x)."""
 
-from lvm.comparison import compare_estimators
 from lvm.encoders import (
     create_decoder,
     create_encoder,
@@ -10,6 +9,7 @@ from lvm.encoders import (
     register_encoder,
 )
 from lvm.estimators import create_estimator, list_estimators, register_estimator
+from lvm.evaluate import ComparisonRow, compare_estimators
 from lvm.likelihoods import (
     Likelihood,
     ParamSpec,
@@ -20,7 +20,6 @@ from lvm.likelihoods import (
 from lvm.model import LatentVariableModel
 from lvm.objectives import Bound, elbo, iwae_bound, prior_mc_bound
 from lvm.registry import PluginError, UnknownNameError
-from lvm.report import ComparisonRow
 
 __version__ = "0.1.0"
 

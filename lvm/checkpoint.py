@@ -1,4 +1,4 @@
-"""Checkpoints that survive a kill (written beside the target, then renamed over it) and carry the RNG state."""
+"""Checkpoint files: read without running code, written so that a kill leaves the old file or the new one."""
 
 from __future__ import annotations
 
@@ -19,26 +19,17 @@ from lightning.fabric.plugins.io.checkpoint_io import CheckpointIO
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.fabric.utilities.types import _PATH
-from torch import Tensor
 
 from lvm.errors import CorruptFileError, NoSpaceError, UnsafeFileError
 
 __all__ = [
-    "DATAMODULE_KEY",
     "AtomicCheckpointIO",
-    "init_arguments",
     "load_torch_file",
-    "load_vae",
+    "pid_alive",
     "read_checkpoint",
-    "record_datamodule",
     "remove_stale_temporaries",
-    "rng_state",
-    "set_rng_state",
     "with_atomic_checkpoints",
 ]
-
-#: Checkpoint key of the data module's ``{"class_path": ..., "init_args": {...}}`` (read by ``lvm compare``).
-DATAMODULE_KEY = "lvm_datamodule"
 
 _TMP = ".tmp-"
 
@@ -166,24 +157,8 @@ def _corrupt(p: Path, what: str, err: BaseException) -> CorruptFileError:
     )
 
 
-def load_vae(
-    path: str | os.PathLike, device: str | torch.device = "cpu", *, trust: bool = False
-) -> tuple[Any, dict[str, Any]]:
-    """The ``VAE`` of a checkpoint on ``device`` and the checkpoint dict, read once by :func:`read_checkpoint`.
-
-    Raises:
-        FileNotFoundError, IsADirectoryError, CorruptFileError, UnsafeFileError: as
-            :func:`read_checkpoint` (``trust`` as there).
-    """
-    from lvm.vae import VAE
-
-    ckpt = read_checkpoint(path, trust=trust)
-    vae = VAE(**init_arguments(ckpt["hyper_parameters"]))
-    vae.load_state_dict(ckpt["state_dict"])
-    return vae.to(device), ckpt
-
-
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` runs (or may run: one we may not signal counts as alive)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -213,7 +188,7 @@ def remove_stale_temporaries(folder: str | os.PathLike, older_than: float | None
             continue
         try:
             old = older_than is not None and tmp.stat().st_mtime < older_than
-            if old or not _pid_alive(int(pid_text)):
+            if old or not pid_alive(int(pid_text)):
                 tmp.unlink()
                 removed.append(tmp)
         except OSError:
@@ -322,39 +297,28 @@ def with_atomic_checkpoints(plugins: Any, trust: bool = False) -> list[Any]:
     return plugins
 
 
-def record_datamodule(checkpoint: dict[str, Any], trainer: Any) -> None:
-    """Store the trainer's data module as ``{"class_path", "init_args"}`` under :data:`DATAMODULE_KEY`.
-
-    The init arguments are the data module's saved hyperparameters (``save_hyperparameters``),
-    as LightningCLI's ``class_path`` / ``init_args``, so ``lvm compare`` rebuilds exactly the
-    data the model was trained on. Nothing is stored without a data module.
-    """
-    dm = getattr(trainer, "datamodule", None)
-    if dm is None:
-        return
-    cls = type(dm)
-    checkpoint[DATAMODULE_KEY] = {
-        "class_path": f"{cls.__module__}.{cls.__qualname__}",
-        "init_args": init_arguments(getattr(dm, "hparams", None) or {}),
-    }
+#: Names that lived here in lvm 0.1.0, and their homes now: they warn for one minor version, then go.
+_MOVED = {
+    "load_vae": "lvm.evaluate.restore",
+    "DATAMODULE_KEY": "lvm.evaluation",
+    "init_arguments": "lvm.evaluation",
+    "record_datamodule": "lvm.evaluation",
+    "rng_state": "lvm.evaluation",
+    "set_rng_state": "lvm.evaluation",
+}
 
 
-def init_arguments(hparams: Any) -> dict[str, Any]:
-    """The constructor arguments among saved hyperparameters: without the ``_class_path`` and
-    ``_instantiator`` entries that LightningCLI adds, which no ``__init__`` accepts."""
-    return {k: v for k, v in dict(hparams).items() if not str(k).startswith("_")}
+def __getattr__(name: str) -> Any:
+    """A name of lvm 0.1.0 that moved (:data:`_MOVED`), with a ``DeprecationWarning`` naming its new home."""
+    if name not in _MOVED:
+        raise AttributeError(f"module 'lvm.checkpoint' has no attribute {name!r}")
+    import importlib
+    import warnings
 
-
-def rng_state(device: torch.device) -> dict[str, Tensor]:
-    """The torch random states a training step draws from: the CPU's and, on a GPU, that device's."""
-    state = {"cpu": torch.get_rng_state()}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def set_rng_state(state: dict[str, Tensor], device: torch.device) -> None:
-    """Restore what :func:`rng_state` returned (the CUDA state only on a CUDA device)."""
-    torch.set_rng_state(state["cpu"].cpu())
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"].cpu(), device)
+    home = _MOVED[name]
+    warnings.warn(
+        f"lvm.checkpoint.{name} moved to {home}.{name}; the old name goes in lvm 0.3",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return getattr(importlib.import_module(home), name)

@@ -121,14 +121,10 @@ def main(argv: list[str] | None = None) -> int:
     ``--debug`` anywhere on the command line, or ``LVM_DEBUG=1``, shows the traceback instead.
     """
     args = list(sys.argv[1:] if argv is None else argv)
-    if args and args[0] == "compare":
-        from lvm.compare import main as compare_main
+    if args and args[0] in ("compare", "bdmc"):
+        from lvm.evaluate.commands import bdmc_main, compare_main, run
 
-        return run_command("lvm compare", compare_main, args[1:])
-    if args and args[0] == "bdmc":
-        from lvm.bdmc_command import main as bdmc_main
-
-        return run_command("lvm bdmc", bdmc_main, args[1:])
+        return run(f"lvm {args[0]}", compare_main if args[0] == "compare" else bdmc_main, args[1:])
     if args and args[0] == "configs":
         return run_command("lvm configs", _configs_command, args[1:])
     if [a for a in args if a != "--debug"] in (["-h"], ["--help"]):

@@ -1,18 +1,40 @@
-"""What lvm's LightningModules share: data checks before the first step, val/test means, RNG on resume."""
+"""What lvm's LightningModules share: data checks, val/test means, and what their checkpoints carry.
+
+A checkpoint of an :class:`EvaluatedModule` carries the torch RNG state (so a resumed fit draws
+what an uninterrupted one would) and a record of the data module it was trained on (so ``lvm
+compare`` rebuilds that data, and can tell when a data file has changed since).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+import hashlib
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from torch import Tensor, nn
 
-from lvm.checkpoint import record_datamodule, rng_state, set_rng_state
 from lvm.metrics import MeanWithStdErr
 from lvm.optim import Adam
 
-__all__ = ["EvaluatedModule"]
+__all__ = [
+    "DATAMODULE_KEY",
+    "EvaluatedModule",
+    "check_data_provenance",
+    "file_fingerprint",
+    "init_arguments",
+    "record_datamodule",
+    "rng_state",
+    "set_rng_state",
+]
+
+#: Checkpoint key of the data module's record (read by ``lvm compare``): ``{"class_path": ...,
+#: "init_args": {...}}``, and ``"files"`` for a data module that reads files (:func:`record_datamodule`).
+DATAMODULE_KEY = "lvm_datamodule"
 
 _STAGES = ("val", "test")
 
@@ -110,3 +132,103 @@ class EvaluatedModule(L.LightningModule):
         if self._resume_rng is not None and self.trainer.ckpt_path:
             set_rng_state(self._resume_rng, self.device)
         self._resume_rng = None
+
+
+def rng_state(device: torch.device) -> dict[str, Tensor]:
+    """The torch random states a training step draws from: the CPU's and, on a GPU, that device's."""
+    state = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_rng_state(state: dict[str, Tensor], device: torch.device) -> None:
+    """Restore what :func:`rng_state` returned (the CUDA state only on a CUDA device)."""
+    torch.set_rng_state(state["cpu"].cpu())
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"].cpu(), device)
+
+
+def init_arguments(hparams: Any) -> dict[str, Any]:
+    """The constructor arguments among saved hyperparameters: without the ``_class_path`` and
+    ``_instantiator`` entries that LightningCLI adds, which no ``__init__`` accepts."""
+    return {k: v for k, v in dict(hparams).items() if not str(k).startswith("_")}
+
+
+def record_datamodule(checkpoint: dict[str, Any], trainer: Any) -> None:
+    """Store the trainer's data module as ``{"class_path", "init_args"}`` under :data:`DATAMODULE_KEY`.
+
+    The init arguments are the data module's saved hyperparameters (``save_hyperparameters``),
+    as LightningCLI's ``class_path`` / ``init_args``, so ``lvm compare`` rebuilds exactly the
+    data the model was trained on; for a file's random split they hold its fractions and seed.
+    A data module that reads files names them in ``paths`` (split -> path, as
+    :class:`~lvm.data.FileDataModule` does); their :func:`file_fingerprint` go under ``"files"``,
+    so a file changed after training is noticed (:func:`check_data_provenance`). Nothing is
+    stored without a data module.
+    """
+    dm = getattr(trainer, "datamodule", None)
+    if dm is None:
+        return
+    cls = type(dm)
+    record = {
+        "class_path": f"{cls.__module__}.{cls.__qualname__}",
+        "init_args": init_arguments(getattr(dm, "hparams", None) or {}),
+    }
+    paths = getattr(dm, "paths", None)
+    if isinstance(paths, Mapping) and paths:
+        record["files"] = {split: file_fingerprint(p) for split, p in paths.items()}
+    checkpoint[DATAMODULE_KEY] = record
+
+
+def file_fingerprint(path: str | os.PathLike) -> dict[str, Any]:
+    """``{"path", "bytes", "sha256"}`` of a file: its path as given, its size and a hash of its content.
+
+    Raises:
+        FileNotFoundError: if ``path`` does not exist.
+    """
+    stat = Path(path).stat()  # the hash is cached while size and modification time stay the same
+    return {
+        "path": str(path),
+        "bytes": stat.st_size,
+        "sha256": _sha256(os.path.abspath(path), stat.st_size, stat.st_mtime_ns),
+    }
+
+
+@functools.lru_cache(maxsize=32)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_data_provenance(
+    record: Mapping[str, Any] | None,
+    datamodule: Any,
+    source: str = "the checkpoint",
+    hint: str = "to evaluate on the file as it is, pass the data explicitly (--data-config)",
+) -> None:
+    """Raise if a file that a data-module record fingerprinted has changed since (size or content).
+
+    Args:
+        record: The checkpoint's data-module record (``checkpoint[DATAMODULE_KEY]``); records
+            without ``"files"`` (no files, or written before lvm kept them) are not checked.
+        datamodule: The data module rebuilt from the record; its ``paths`` (split -> path) are
+            the files checked, else the recorded paths.
+        source: What wrote the record, for the message (the checkpoint's path).
+        hint: How to go on with the changed file, the message's last words.
+
+    Raises:
+        ValueError: naming the file, the recorded and the current sha256 and sizes.
+        FileNotFoundError: if a recorded file is gone.
+    """
+    paths = getattr(datamodule, "paths", None) or {}
+    for split, saved in dict((record or {}).get("files") or {}).items():
+        now = file_fingerprint(paths.get(split, saved["path"]))
+        if now["sha256"] != saved["sha256"] or now["bytes"] != saved["bytes"]:
+            raise ValueError(
+                f"data file {now['path']} has changed since {source} was written: sha256 "
+                f"{saved['sha256']} ({saved['bytes']} bytes) then, {now['sha256']} ({now['bytes']} bytes) "
+                f"now; {hint}"
+            )

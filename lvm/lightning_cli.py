@@ -15,6 +15,7 @@ from lightning.pytorch.loggers import WandbLogger as _WandbLogger
 from lightning.pytorch.utilities import rank_zero_info
 
 from lvm.checkpoint import read_checkpoint, remove_stale_temporaries, with_atomic_checkpoints
+from lvm.evaluation import DATAMODULE_KEY, check_data_provenance
 from lvm.loggers import RUN_ID_KEY, WandbRunId
 from lvm.run_folder import RunFolderLock, refuse_old_checkpoints
 
@@ -133,6 +134,29 @@ class LVMCLI(LightningCLI):
             refuse_old_checkpoints(folders, resuming=bool(self.config.fit.get("ckpt_path")))
         for folder in folders:
             remove_stale_temporaries(folder, older_than=self._started)
+        self._check_data_provenance()
+
+    def before_validate(self) -> None:
+        self._check_data_provenance()
+
+    def before_test(self) -> None:
+        self._check_data_provenance()
+
+    def _check_data_provenance(self) -> None:
+        """A data file that the checkpoint fingerprinted and the config names again must be unchanged.
+
+        A config that names other files passes other data on purpose; the same path with other
+        content would silently draw another split (:func:`~lvm.evaluation.check_data_provenance`).
+        """
+        record = (self._checkpoint or {}).get(DATAMODULE_KEY) or {}
+        paths = getattr(self.datamodule, "paths", None) or {}
+        same = {
+            split: saved
+            for split, saved in (record.get("files") or {}).items()
+            if split in paths and os.path.abspath(paths[split]) == os.path.abspath(saved["path"])
+        }
+        hint = "to use the file as it is now, copy it under another name and point the config at the copy"
+        check_data_provenance({"files": same}, self.datamodule, f"checkpoint {self._checkpoint_path}", hint)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments(

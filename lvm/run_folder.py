@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 from types import TracebackType
 
+from lvm.checkpoint import pid_alive
+
 __all__ = ["LOCK_NAME", "RunFolderBusyError", "RunFolderLock", "refuse_old_checkpoints"]
 
 #: The lock file inside a run folder; it holds the PID of the fit that holds the lock.
@@ -20,16 +22,6 @@ except ImportError:  # pragma: no cover - Windows: the PID in the file decides w
 
 class RunFolderBusyError(ValueError):
     """Another live process holds the run folder's lock."""
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OSError):
-        return True
-    return True
 
 
 def _holder(path: Path) -> int | None:
@@ -65,7 +57,7 @@ class RunFolderLock:
                     raise self._busy(_holder(self.path)) from None
             else:  # pragma: no cover
                 pid = _holder(self.path)
-                if pid is not None and pid != os.getpid() and _pid_alive(pid):
+                if pid is not None and pid != os.getpid() and pid_alive(pid):
                     raise self._busy(pid)
             os.ftruncate(fd, 0)
             os.write(fd, f"{os.getpid()}\n".encode())

@@ -157,11 +157,10 @@ class VAE(EvaluatedModule):
 
         ``self.log`` costs about as much as a small model's step, so the training values are
         logged only on the steps the loggers receive, as Lightning's own monitors do; what the
-        loggers get is unchanged. ``trainer.callback_metrics`` then holds the last logged step's.
-        Measured: 300 steps of the IWAE MLP (batch 20, k = 5) took 2.29 s this way and 2.85 s logging
-        every step (9 interleaved rounds on a shared 2-core CPU; ratio median 1.39, quartiles
-        1.33-1.48). It reads Lightning's private ``_logger_connector``; should that change, every
-        step logs again and ``test_training_values_are_logged_only_on_logger_steps`` fails.
+        loggers get is unchanged. ``trainer.callback_metrics`` then holds the last logged step's
+        (the timing: benchmarks/README.md, "Speed devices in the code"). It reads Lightning's
+        private ``_logger_connector``; should that change, every step logs again and
+        ``test_training_values_are_logged_only_on_logger_steps`` fails.
         """
         trainer = self._trainer
         connector = getattr(trainer, "_logger_connector", None)

@@ -17,39 +17,62 @@ def _torch_log_prob(f: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return -F.binary_cross_entropy_with_logits(f, x, reduction="none")
 
 
-@pytest.mark.parametrize(
-    ("f_shape", "x_shape"),
-    [
-        ((2, 2, 125), (2, 125)),
-        ((3, 2, 9), (2, 9)),
-        ((2, 125), (2, 2, 125)),
-        ((3, 4, 7), (3, 4, 7)),
-        ((2, 3, 5), (5,)),
-        ((5,), (5,)),
-    ],
-)
-@pytest.mark.parametrize(
-    ("fused_from", "block"), [(None, None), (1, None), (1, 1)], ids=["default", "large-array-path", "blocks"]
-)
-def test_kernels_match_torch_values_and_gradients_in_float64(
-    f_shape: tuple,
-    x_shape: tuple,
-    fused_from: int | None,
-    block: int | None,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+SHAPES = [
+    ((2, 2, 125), (2, 125)),
+    ((3, 2, 9), (2, 9)),
+    ((2, 125), (2, 2, 125)),
+    ((3, 4, 7), (3, 4, 7)),
+    ((2, 3, 5), (5,)),
+    ((5,), (5,)),
+]
+
+
+@pytest.fixture(params=[(None, None), (1, None), (1, 1)], ids=["default", "large-array-path", "blocks"])
+def kernel_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each path of the kernels, whatever the size of the input."""
+    fused_from, block = request.param
     if fused_from is not None:  # the path taken with gradients from 2^18 logits on, at any size
         monkeypatch.setattr(bernoulli, "_FUSED_FROM", fused_from)
     if block is not None:  # |f| made and reduced one sample at a time, as large arrays are
         monkeypatch.setattr(bernoulli, "_BLOCK", block)
+
+
+def float64_case(f_shape: tuple, x_shape: tuple) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits and grey values in float64 that require gradients."""
     g = torch.Generator().manual_seed(0)
     f = (5 * torch.randn(f_shape, generator=g, dtype=torch.float64)).requires_grad_()
     x = torch.rand(x_shape, generator=g, dtype=torch.float64).requires_grad_()  # grey values too
+    return f, x
+
+
+@pytest.mark.parametrize(("f_shape", "x_shape"), SHAPES)
+def test_kernels_match_torch_values_and_gradients_in_float64(
+    f_shape: tuple, x_shape: tuple, kernel_path: None
+) -> None:
+    f, x = float64_case(f_shape, x_shape)
     ref = _torch_log_prob(f, x)
     torch.testing.assert_close(bernoulli_log_prob(f, x), ref, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(bernoulli_log_prob_sum(f, x), ref.sum(-1), rtol=1e-12, atol=1e-10)
     with torch.no_grad():  # the evaluation path (products of sigmoids), not the training one
         torch.testing.assert_close(bernoulli_log_prob_sum(f, x), ref.sum(-1), rtol=1e-12, atol=1e-10)
+    w = torch.randn(ref.shape[:-1], generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    expected = torch.autograd.grad((ref.sum(-1) * w).sum(), (f, x))  # torch's own gradients
+    for fn in (bernoulli_log_prob, bernoulli_log_prob_sum):
+        out = fn(f, x)
+        got = torch.autograd.grad(((out.sum(-1) if out.shape == ref.shape else out) * w).sum(), (f, x))
+        for a, b in zip(got, expected):
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize(
+    ("f_shape", "x_shape"),
+    # 125 values per datapoint (a group of 120 and a remainder) take 10-80 s each under load
+    [pytest.param(*s, marks=pytest.mark.slow) if 125 in (*s[0], *s[1]) else s for s in SHAPES],
+)
+def test_kernels_pass_gradcheck_and_gradgradcheck_in_float64(
+    f_shape: tuple, x_shape: tuple, kernel_path: None
+) -> None:
+    f, x = float64_case(f_shape, x_shape)
     for fn in (bernoulli_log_prob, bernoulli_log_prob_sum):
         assert torch.autograd.gradcheck(fn, (f, x))
         assert torch.autograd.gradgradcheck(fn, (f, x))

@@ -14,9 +14,10 @@ import pytest
 import torch
 import yaml
 
-from lvm.checkpoint import DATAMODULE_KEY, AtomicCheckpointIO, remove_stale_temporaries
+from lvm.checkpoint import AtomicCheckpointIO, remove_stale_temporaries
 from lvm.cli import _batch_counts, bundled_configs, ignore_misleading_warnings, resolve_config
 from lvm.cli import main as lvm_main
+from lvm.evaluation import DATAMODULE_KEY
 from lvm.loggers import RUN_ID_KEY, WandbLogger
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -14,9 +14,10 @@ import torch
 import yaml
 from test_cli_errors import assert_one_line, config, run_subprocess
 
-from lvm.checkpoint import AtomicCheckpointIO, load_vae, read_checkpoint
+from lvm.checkpoint import AtomicCheckpointIO, read_checkpoint
 from lvm.cli import main as lvm_main
 from lvm.errors import NoSpaceError, UnsafeFileError, one_line, run_command
+from lvm.evaluate.restore import load_vae
 from lvm.run_folder import LOCK_NAME, RunFolderBusyError, RunFolderLock
 
 
@@ -196,3 +197,21 @@ def test_a_normal_fit_prints_nothing_on_stderr(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""
     assert "Tip:" not in proc.stdout
+
+
+def test_a_data_file_changed_since_training_is_refused_by_test_and_resume(tmp_path: Path, cli) -> None:
+    cfg = yaml.safe_load(config(tmp_path).read_text())
+    cfg["trainer"].update(enable_checkpointing=True, callbacks=[{
+        "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+        "init_args": {"dirpath": str(tmp_path / "ck"), "save_last": True}}])  # fmt: skip
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
+    assert cli(["fit", "--config", "cfg.yaml"], tmp_path).returncode == 0
+    test = ["test", "--config", "cfg.yaml", "--ckpt_path", "ck/last.ckpt"]
+    assert cli(test, tmp_path).returncode == 0  # the same file: no complaint
+    rows = tmp_path / "rows.csv"
+    rows.write_text(rows.read_text() + "0.1,0.2,0.3\n" * 5)  # appended rows would change the split
+    for args in (test, ["fit", "--config", "cfg.yaml", "--ckpt_path", "last", "--trainer.max_epochs", "2"]):
+        proc = cli(args, tmp_path)
+        assert_one_line(
+            proc, f"data file {rows} has changed since checkpoint", "sha256", "copy it under another name"
+        )

@@ -104,8 +104,8 @@ def _paired(a: torch.Tensor, b: torch.Tensor) -> dict[str, float]:
 def evaluate_model(key: str, ckpt: Path, x: torch.Tensor, args: argparse.Namespace) -> dict[str, Any]:
     """Every point of one model: IS and AIS on the test images, BDMC with IS inside it on simulated data."""
     import lvm
-    from lvm.checkpoint import load_vae
     from lvm.estimators.bdmc import bdmc
+    from lvm.evaluate import load_vae
 
     vae, _ = load_vae(ckpt)
     model = vae.model.eval()

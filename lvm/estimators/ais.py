@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, ClassVar
 
 import torch
@@ -12,7 +12,7 @@ from torch import Tensor
 from lvm.distributions import normal_params
 from lvm.estimators.base import Estimate, Estimator
 from lvm.estimators.diagnostics import LogWeights
-from lvm.estimators.noise import _GAMMA, NormalNoise, _mix64_int
+from lvm.estimators.noise import NormalNoise, Stream, stream_seed, transition_seed
 from lvm.estimators.registry import register_estimator
 from lvm.estimators.sampling import LatentSampler, log_density
 
@@ -64,11 +64,6 @@ def check_differentiable(model: LatentVariableModel, x: Tensor, z: Tensor) -> No
         )
 
 
-def _step_seed(seed: int, step: int) -> int:
-    """A distinct seed for the noise of annealing step ``step`` (a splitmix64 stream of ``seed``)."""
-    return _mix64_int(seed + step * _GAMMA) >> 1
-
-
 def anneal(
     model: LatentVariableModel,
     x: Tensor,
@@ -104,7 +99,8 @@ def anneal(
     depend on the chains' own past, which biases their weights (a per-chain version shrank the
     posterior's spread by 7% on a Gaussian), so estimators adapt on pilot chains and then run
     the counted chains with the recorded step sizes. The momenta and the test's uniforms are
-    counter-based noise keyed by (seed, step, dataset index, chain number ``chain_start + c``),
+    counter-based noise keyed by (:func:`~lvm.estimators.noise.transition_seed` of ``seed`` and
+    the step, dataset index, chain number ``chain_start + c``),
     so a chain does not depend on its batch or chunk. Gradients come from ``log_prob`` by
     autograd (with respect to z only; parameter gradients are untouched).
 
@@ -152,7 +148,7 @@ def anneal(
         log_w += (b - betas[t - 1]) * (log_g - log_r).to(torch.float64)
         if t == steps:
             break
-        draws = NormalNoise(index, _step_seed(seed, t), batch, dim + 1, z.device, z.dtype).draw(
+        draws = NormalNoise(index, transition_seed(seed, t), batch, dim + 1, z.device, z.dtype).draw(
             chain_start, count
         )
         v0, log_u = draws[..., :dim], torch.special.log_ndtr(draws[..., dim])  # (C, B, L), (C, B)
@@ -256,32 +252,56 @@ class AnnealedImportanceSampling(Estimator):
         return (self.num_samples + self.pilot_chains) * self.evaluations_per_chain + 1
 
     def _estimate(self, model: LatentVariableModel, x: Tensor, index: Tensor | None, seed: int) -> Estimate:
+        return self.run_chains(model, x, index, seed, stream_seed(seed, Stream.AIS_PILOT))
+
+    def run_chains(
+        self,
+        model: LatentVariableModel,
+        x: Tensor,
+        index: Tensor | None,
+        seed: int,
+        pilot_seed: int,
+        exact_z: Tensor | None = None,
+    ) -> Estimate:
+        """Forward AIS, or reverse AIS from exact posterior samples ``exact_z`` (B, L): the weights' estimate.
+
+        ``pilot_chains`` chains adapt the step sizes (:func:`anneal`), then the K counted chains
+        run ``chunk_size`` at a time with them; their starts and transitions draw from
+        ``pilot_seed`` and ``seed``. Forward: chains start at draws of r(z | x) and anneal to
+        p(z | x) (after a check that log p(x | z) has a gradient in z), so E[w] = p(x). Reverse:
+        they start at ``exact_z`` and anneal back to r, so E[w] = 1 / p(x) and -log p-hat is a
+        stochastic upper bound on log p(x) (Grosse, Ghahramani & Adams 2015, sec. 4).
+
+        Raises:
+            ValueError: for a start r that is not a diagonal Gaussian, or (forward) a likelihood
+                without a gradient in z.
+        """
         q = model.posterior(x)
         r = q if self.start == "posterior" else model.prior()
         params, q_params = normal_params(r), normal_params(q)
         if params is None:
             raise ValueError(f"ais needs a diagonal Gaussian {self.start}; got {type(r).__name__}")
-        kwargs = {
-            "leapfrog_steps": self.leapfrog_steps,
-            "step_size": self.step_size,
-            "target_accept": self.target_accept,
-            "precondition": None if q_params is None else q_params[1],
-        }
-        sampler = LatentSampler(r, x.shape[0], index, seed)
-        z, _ = sampler.sample(0, 1)
-        check_differentiable(model, x, z)
-        pilot_seed = _step_seed(seed, -1)  # pilot chains: their own noise, not counted
-        z, _ = LatentSampler(r, x.shape[0], index, pilot_seed).sample(0, self.pilot_chains)
-        _, _, step_sizes = anneal(
-            model, x, z, self.betas, params, index=index, seed=pilot_seed, chain_start=0, **kwargs
-        )
+        kwargs = {"leapfrog_steps": self.leapfrog_steps, "step_size": self.step_size,
+                  "target_accept": self.target_accept, "precondition": None if q_params is None else q_params[1]}  # fmt: skip
+
+        def starts(noise_seed: int) -> Callable[[int, int], Tensor]:
+            """(first chain, count) -> the chains' initial states, (count, B, L)."""
+            if exact_z is not None:
+                return lambda first, count: exact_z[None].expand(count, *exact_z.shape)
+            sampler = LatentSampler(r, x.shape[0], index, noise_seed)
+            return lambda first, count: sampler.sample(first, count)[0]
+
+        main, pilot = starts(seed), starts(pilot_seed)
+        if exact_z is None:
+            check_differentiable(model, x, main(0, 1))
+        betas = self.betas if exact_z is None else self.betas[::-1]
+        _, _, step_sizes = anneal(model, x, pilot(0, self.pilot_chains), betas, params, index=index,
+                                  seed=pilot_seed, chain_start=0, **kwargs)  # fmt: skip
         acc = LogWeights(self.num_samples)
-        for start, count in self.chunks(model, x):
-            z, _ = sampler.sample(start, count)  # (C, B, L)
-            log_w, _, _ = anneal(
-                model, x, z, self.betas, params, index=index, seed=seed, chain_start=start,
-                step_sizes=step_sizes, **kwargs,
-            )  # fmt: skip
+        for first, count in self.chunks(model, x):
+            z = main(first, count)  # (C, B, L)
+            log_w, _, _ = anneal(model, x, z, betas, params, index=index, seed=seed, chain_start=first,
+                                 step_sizes=step_sizes, **kwargs)  # fmt: skip
             acc.update(log_w.to(z.dtype))
         return acc.estimate()
 

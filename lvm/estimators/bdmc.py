@@ -10,16 +10,15 @@ import torch
 from torch import Tensor
 
 from lvm.distributions import normal_params
-from lvm.estimators.ais import AnnealedImportanceSampling, _step_seed, anneal
+from lvm.estimators.ais import AnnealedImportanceSampling
 from lvm.estimators.base import Estimator
-from lvm.estimators.diagnostics import LogWeights
-from lvm.estimators.noise import NormalNoise
+from lvm.estimators.noise import NormalNoise, Stream, stream_seed
 from lvm.estimators.registry import create_estimator
 
 if TYPE_CHECKING:
     from lvm.model import LatentVariableModel
 
-__all__ = ["Sandwich", "SandwichDistance", "bdmc", "compare_to_sandwich"]
+__all__ = ["Sandwich", "SandwichDistance", "bdmc", "compare_to_sandwich", "simulate", "stderr_of_mean"]
 
 
 @dataclass(frozen=True)
@@ -56,6 +55,25 @@ class Sandwich:
         """upper - lower, (N,): a stochastic bound on the error of either bound."""
         return self.upper - self.lower
 
+    def means(self) -> dict[str, float]:
+        """Means over the datapoints of ``lower``, ``upper`` and ``width``, each with its MC standard error.
+
+        Keys ``lower``, ``lower_mc_stderr``, ``upper``, ``upper_mc_stderr``, ``width``,
+        ``width_mc_stderr`` (:func:`stderr_of_mean`; the two directions are independent, so the
+        width's adds theirs in quadrature).
+        """
+        width_se = torch.hypot(self.lower_stderr, self.upper_stderr)
+        out = {}
+        for name, values, se in (("lower", self.lower, self.lower_stderr), ("upper", self.upper, self.upper_stderr),
+                                 ("width", self.width, width_se)):  # fmt: skip
+            out[name], out[f"{name}_mc_stderr"] = float(values.double().mean()), stderr_of_mean(se)
+        return out
+
+
+def stderr_of_mean(se: Tensor) -> float:
+    """sqrt(sum_n se_n^2) / N: the standard error of a mean of N independent estimates with errors se_n."""
+    return float(se.double().square().sum().sqrt() / len(se))
+
 
 @dataclass(frozen=True)
 class SandwichDistance:
@@ -68,8 +86,8 @@ class SandwichDistance:
         above_lower: Mean of log p-hat - lower.
         width: Mean width of the sandwich.
         inside: Share of datapoints with lower <= log p-hat <= upper.
-        mc_stderr: Monte Carlo standard error of ``mean_log_px``, sqrt(sum_n se_n^2) / N from
-            each datapoint's ``Estimate.mc_stderr``, or None if the estimator does not report it.
+        mc_stderr: Monte Carlo standard error of ``mean_log_px`` (:func:`stderr_of_mean` of each
+            datapoint's ``Estimate.mc_stderr``), or None if the estimator does not report it.
     """
 
     estimator: str
@@ -94,7 +112,9 @@ def simulate(model: LatentVariableModel, num_datapoints: int, seed: int) -> tupl
     loc, scale = prior
     device = loc.device
     index = torch.arange(num_datapoints, device=device)
-    eps = NormalNoise(index, _step_seed(seed, -4), num_datapoints, model.latent_dim, device, loc.dtype)
+    eps = NormalNoise(
+        index, stream_seed(seed, Stream.BDMC_SIMULATION), num_datapoints, model.latent_dim, device, loc.dtype
+    )
     eps = eps.draw(0, 1)[0]
     z = loc + scale * eps  # (N, L)
     with torch.random.fork_rng(devices=[] if device.type == "cpu" else [device]):
@@ -163,34 +183,11 @@ def _reverse(
     seed: int,
 ) -> tuple[Tensor, Tensor]:
     """Reverse AIS from the exact z (B, L): the upper bound and its MC standard error, each (B,)."""
-    q = model.posterior(x)
-    r = q if ais.start == "posterior" else model.prior()
-    params, q_params = normal_params(r), normal_params(q)
-    if params is None:
-        raise ValueError(f"bdmc needs a diagonal Gaussian {ais.start}; got {type(r).__name__}")
-    betas = ais.betas[::-1]
-    kwargs: dict[str, Any] = {
-        "leapfrog_steps": ais.leapfrog_steps,
-        "step_size": ais.step_size,
-        "target_accept": ais.target_accept,
-        "precondition": None if q_params is None else q_params[1],
-    }
-    pilot_seed, main_seed = _step_seed(seed, -3), _step_seed(seed, -2)
-    start = z[None].expand(ais.pilot_chains, *z.shape)
-    _, _, step_sizes = anneal(
-        model, x, start, betas, params, index=index, seed=pilot_seed, chain_start=0, **kwargs
+    est = ais.run_chains(
+        model, x, index, stream_seed(seed, Stream.REVERSE_AIS), stream_seed(seed, Stream.REVERSE_AIS_PILOT), z
     )
-    acc = LogWeights(ais.num_samples)
-    for first, count in ais.chunks(model, x):
-        start = z[None].expand(count, *z.shape)
-        log_w, _, _ = anneal(
-            model, x, start, betas, params, index=index, seed=main_seed, chain_start=first,
-            step_sizes=step_sizes, **kwargs,
-        )  # fmt: skip
-        acc.update(log_w.to(z.dtype))  # log w' = -sum_t (beta_t - beta_{t-1}) l(z_t)
-    est = acc.estimate()
     assert est.mc_stderr is not None
-    return -est.log_px, est.mc_stderr
+    return -est.log_px, est.mc_stderr  # log p-hat estimates -log p(x): E[w] = 1 / p(x)
 
 
 def compare_to_sandwich(
@@ -223,7 +220,7 @@ def compare_to_sandwich(
                 above_lower=float((log_px - sandwich.lower).mean()),
                 width=float(sandwich.width.mean()),
                 inside=float(inside.float().mean()),
-                mc_stderr=None if se is None else float(se.double().square().sum().sqrt() / len(se)),
+                mc_stderr=None if se is None else stderr_of_mean(se),
             )
         )
     return rows

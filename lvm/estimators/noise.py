@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import enum
 import math
 
 import torch
 from torch import Tensor
 
-__all__ = ["NormalNoise", "mix64", "normal_noise"]
+__all__ = ["NormalNoise", "Stream", "mix64", "normal_noise", "stream_seed", "transition_seed"]
 
 _MASK64 = (1 << 64) - 1
 _GAMMA = 0x9E3779B97F4A7C15  # splitmix64's increment, 2^64 / golden ratio
@@ -27,6 +28,39 @@ def _mix64_int(z: int) -> int:
     z = ((z ^ (z >> 30)) * _MUL1) & _MASK64
     z = ((z ^ (z >> 27)) * _MUL2) & _MASK64
     return z ^ (z >> 31)
+
+
+class Stream(enum.IntEnum):
+    """The noise streams of one evaluation seed, one per purpose, each with a seed of its own (:func:`stream_seed`).
+
+    The evaluation seed itself keys the noise every estimator draws for its counted samples
+    (importance samples, AIS chain starts), so the streams below never overlap it. A member's
+    value is the splitmix64 counter its seed is derived at; the values fix the numbers a seed
+    gives, so none is ever renumbered. AIS's transitions take the positive counters
+    (:func:`transition_seed`).
+    """
+
+    AIS_PILOT = -1  #: forward AIS: the pilot chains that adapt the step sizes (their starts and transitions)
+    REVERSE_AIS = -2  #: reverse AIS (BDMC's upper bound): the transitions of the counted chains
+    REVERSE_AIS_PILOT = -3  #: reverse AIS: the transitions of the pilot chains
+    BDMC_SIMULATION = -4  #: BDMC: the simulated latents z ~ p(z)
+
+
+def stream_seed(seed: int, stream: Stream) -> int:
+    """The seed of ``stream`` under the evaluation seed ``seed`` (a 63-bit int)."""
+    return _derived_seed(seed, int(Stream(stream)))
+
+
+def transition_seed(seed: int, step: int) -> int:
+    """The seed of the noise of AIS's annealing transition ``step`` >= 1 (its momenta and Metropolis uniforms)."""
+    if step < 1:
+        raise ValueError(f"annealing transitions are numbered from 1; got {step}")
+    return _derived_seed(seed, step)
+
+
+def _derived_seed(seed: int, counter: int) -> int:
+    """splitmix64's output at ``counter`` of the stream that starts at ``seed``, in 63 bits."""
+    return _mix64_int(seed + counter * _GAMMA) >> 1
 
 
 def _xor_shift_(z: Tensor, s: int) -> Tensor:

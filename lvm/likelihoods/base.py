@@ -115,8 +115,7 @@ class Likelihood(nn.Module):
             )
         batch = raw.shape[:-1]
         # One parameter: a view, as unbind's backward copies the gradient into a new array (AIS
-        # with K = 20, T = 50, L = 5 on 100 MNIST-sized points: 0.93 of the time with unbind,
-        # paired median of 7 interleaved rounds, 0.87-1.03, 2 threads on a quiet 2-core Xeon).
+        # after it: benchmarks/results/ais.json; the paired timing: benchmarks/README.md).
         if self.num_params == 1:
             chunks: tuple[Tensor, ...] = (raw.reshape(*batch, *self.event_shape),)
         else:

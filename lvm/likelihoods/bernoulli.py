@@ -15,9 +15,9 @@ from lvm.likelihoods.registry import register_likelihood
 __all__ = ["Bernoulli", "bernoulli_log_prob", "bernoulli_log_prob_sum"]
 
 # torch's Bernoulli log density (binary_cross_entropy_with_logits, softplus, log_sigmoid) goes
-# through log1p, whose AVX-512 CPU kernel in recent torch builds runs without SIMD, about ten
-# times slower than exp, log or sigmoid: it dominated the training step and the estimators.
-# The kernels below avoid log1p and compute the gradient x - sigma(f) in one pass.
+# through log1p, whose AVX-512 CPU kernel in recent torch builds runs without SIMD: it dominated
+# the training step and the estimators. The kernels below avoid log1p and compute the gradient
+# x - sigma(f) in one pass (measurements: benchmarks/README.md, "Speed devices in the code").
 
 
 class _BernoulliLogProb(torch.autograd.Function):
@@ -50,11 +50,9 @@ def _sum_log(p: Tensor, group: int = 120) -> Tensor:
 
 
 # Samples per block of :func:`_log_prob_sum`: |f| is made and reduced 2^18 values (1 MB in
-# float32) at a time, so the temporary stays in cache and is reused from malloc's free lists
-# instead of a fresh 16 MB array per chunk (page faults on every first touch). Importance
-# sampling, K = 5000 on 100 datapoints, the IWAE 1-layer model: 1.85x (1.63-2.20) the
-# decoder-forward floor against 2.80x (2.68-3.08) without blocks, paired medians of 7
-# interleaved rounds, 2 threads, Intel Xeon AVX-512 (2^19, 2^20 values: 1.96x, 2.06x).
+# float32) at a time, so the temporary stays in cache instead of a fresh 16 MB array per chunk,
+# whose first touch page-faults (importance sampling with blocks: results/20261130T075605Z.json;
+# the measurements with and without them: benchmarks/README.md, "Speed devices in the code").
 _BLOCK = 2**18
 
 
@@ -83,23 +81,17 @@ def _log_prob_sum_small(f: Tensor, x: Tensor) -> Tensor:
     """sum_j (x_j f_j - max(f_j, 0) - log(1 + exp(-|f_j|))) over the last dim: five elementwise passes.
 
     Fewer kernels than :func:`_log_prob_sum`, so faster on a training batch, whose logits fit in
-    cache and whose step pays per kernel: forward and backward of (1, 100, 784) logits took 331 us
-    against 433 us with :func:`_log_prob_sum` (1 thread, Intel Xeon AVX-512, 7 interleaved rounds
-    of 300 calls). On 53 x 100 x 784 logits without gradients the other is faster (8.7 against
-    18.3 ms), so evaluation without gradients keeps it.
+    cache and whose step pays per kernel; on an estimator's many samples without gradients the
+    other is faster (benchmarks/README.md, "Speed devices in the code").
     """
     softplus = torch.exp(-f.abs()).add_(1).log_().add_(f.clamp(min=0))
     return torch.mul(x, f).sub_(softplus).sum(-1)
 
 
 # From this many logits on, the forward pass with gradients takes :func:`_log_prob_sum` (three
-# elementwise passes and a batched product) instead of :func:`_log_prob_sum_small`: forward and
-# backward of (C, 100, 784) logits, C = 1, 2, 3, 4, 5, 24, 50, ran at 1.34, 0.69, 0.86, 0.88,
-# 0.57, 0.58 and 0.41 times the time of the five-pass version (1 thread, Intel Xeon AVX-512,
-# paired medians of 7 interleaved rounds on a shared 2-core machine). The five-pass version wins
-# on a training batch (C = 1); C = 2 to 4 were noisy under load, so the switch sits at 2^18
-# logits (C >= 4 here), where every measurement favoured the three-pass one. AIS and IWAE's
-# gradients have such shapes.
+# elementwise passes and a batched product) instead of :func:`_log_prob_sum_small`: the five-pass
+# version wins on a training batch, the three-pass one on the many samples of AIS's and IWAE's
+# gradients (the timings per number of samples: benchmarks/README.md, "Speed devices in the code").
 _FUSED_FROM = 2**18
 
 

@@ -1,38 +1,28 @@
-"""``lvm.compare_estimators``, its report and the ``lvm compare`` command, against values computed here."""
+"""``lvm.compare_estimators`` and ``run_bdmc`` (lvm.evaluate.runner), their rows and tables, against values computed here."""
 
 from __future__ import annotations
 
-import csv
-import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import ClassVar
 
 import pytest
 import torch
-import yaml
 from exact_models import Identity
 from scipy import stats
 from torch import Tensor, nn
 
 import lvm
 from lvm import LatentVariableModel, compare_estimators, create_estimator, register_estimator
-from lvm.checkpoint import DATAMODULE_KEY
-from lvm.cli import main as lvm_main
-from lvm.compare import main
-from lvm.data import TabularDataModule, TensorDataModule
-from lvm.errors import UsageError
+from lvm.data import TensorDataModule
 from lvm.estimators import ESTIMATORS, Estimate, Estimator
 from lvm.estimators.importance import ImportanceSampling
+from lvm.evaluate import load_vae, run_bdmc
+from lvm.evaluate.report import format_table, tail_warning
 from lvm.likelihoods import Gaussian
 from lvm.likelihoods.base import inverse_softplus
-from lvm.report import format_table, tail_warning
 
 torch.set_num_threads(2)
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def binary_model(d: int = 8, seed: int = 0) -> LatentVariableModel:
@@ -220,139 +210,10 @@ def test_a_q_narrower_than_the_posterior_is_warned_about(width: float, warned: b
         assert "importance K=1000" in tail_warning(rows)
 
 
-# -- the command ---------------------------------------------------------------------------------------
-def test_the_checkpoint_records_its_data_module_and_compare_rebuilds_it(
-    checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    record = torch.load(checkpoint, weights_only=True)[DATAMODULE_KEY]
-    assert record["class_path"] == "lvm.data.tabular.TabularDataModule"
-    assert {k: record["init_args"][k] for k in ("n_train", "n_test", "seed")} == {
-        "n_train": 16,
-        "n_test": 13,
-        "seed": 4,
-    }
-    argv = ["--ckpt", str(checkpoint), "--estimators", "elbo,importance", "--num-samples", "1,5",
-            "--no-progress", "--device", "cpu", "--seed", "2"]  # fmt: skip
-    assert main([*argv, "--out", str(tmp_path / "a"), "--per-datapoint"]) == 0
-    out = capsys.readouterr()
-    assert "unpickling" not in out.err and "warning" not in out.out
-    header, _, *lines = out.out.splitlines()
-    assert header.split()[-2:] == ["seconds", "datapoints/s"] and len(lines) == 4
-    saved = json.loads((tmp_path / "a" / "compare.json").read_text())
-    assert saved["data"] == record and saved["processes"] == 1
-    vae = lvm.VAE.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=True)
-    test_x = TabularDataModule(**record["init_args"])
-    direct = compare_estimators(vae, test_x, ["elbo", "importance"], [1, 5], seed=2)
-    for row, ref, line in zip(saved["rows"], direct, lines):
-        assert row["num_datapoints"] == 13 and row["mean_log_px"] == pytest.approx(ref.mean_log_px, abs=1e-9)
-        assert row["datapoints"]["index"] == list(range(13))
-        assert sum(row["datapoints"]["log_px"]) / 13 == pytest.approx(row["mean_log_px"], abs=1e-5)
-        assert line.split()[2] == f"{row['mean_log_px']:.3f}"
-    with (tmp_path / "a" / "compare.csv").open() as f:
-        assert [(r["estimator"], r["K"]) for r in csv.DictReader(f)] == [
-            ("elbo", "1"), ("elbo", "5"), ("importance", "1"), ("importance", "5")
-        ]  # fmt: skip
-    with (tmp_path / "a" / "compare_datapoints.csv").open() as f:
-        points = list(csv.DictReader(f))
-    assert len(points) == 4 * 13 and points[13]["K"] == "5" and points[13]["index"] == "0"
-    assert float(points[13]["log_px"]) == pytest.approx(saved["rows"][1]["datapoints"]["log_px"][0])
-    assert (tmp_path / "a" / "compare.png").stat().st_size > 1000
-
-
-def test_the_table_shows_mc_stderr_and_pareto_k_of_importance_rows(
-    checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    argv = ["--ckpt", str(checkpoint), "--estimators", "elbo,importance", "--num-samples", "30",
-            "--no-progress", "--device", "cpu", "--out", str(tmp_path)]  # fmt: skip
-    assert main(argv) == 0
-    elbo, imp = (line.split() for line in capsys.readouterr().out.splitlines()[2:4])
-    elbo_row, imp_row = json.loads((tmp_path / "compare.json").read_text())["rows"]
-    assert elbo[:2] == ["elbo", "30"] and elbo[4:8] == ["-", "-", "-", "-"]
-    assert imp_row["max_pareto_k"] is not None and math.isfinite(imp_row["max_pareto_k"])  # K >= 25: fitted
-    assert imp[:2] == ["importance", "30"]
-    assert imp[4:8] == [
-        f"{imp_row['mean_mc_stderr']:.3f}",
-        f"{imp_row['mean_ess']:.3f}",
-        f"{imp_row['max_pareto_k']:.3f}",
-        f"{100 * imp_row['share_k_over_0_7']:.0f}%",
-    ]
-    assert imp_row["mean_mc_stderr"] > 0 and elbo_row["mean_mc_stderr"] is None
-
-
-def test_checkpoints_without_the_record_need_the_data_named(
-    checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    ckpt = torch.load(checkpoint, weights_only=True)
-    del ckpt[DATAMODULE_KEY]
-    old = tmp_path / "old.ckpt"
-    torch.save(ckpt, old)
-    argv = [
-        "--ckpt",
-        str(old),
-        "--estimators",
-        "prior",
-        "--num-samples",
-        "3",
-        "--no-progress",
-        "--device",
-        "cpu",
-    ]
-    assert lvm_main(["compare", *argv]) == 2  # the CLI entry: one line and a hint on stderr
-    err = capsys.readouterr().err
-    assert err.count("\n") == 2 and "pass --data-config PATH" in err and "'n_test': 13" in err
-    assert main([*argv, "--data-class", "tabular", "--out", str(tmp_path / "b")]) == 0
-    rows = json.loads((tmp_path / "b" / "compare.json").read_text())["rows"]
-    assert [(r["estimator"], r["K"], r["num_datapoints"]) for r in rows] == [("prior", 3, 13)]
-    cfg = tmp_path / "data.yaml"
-    init = {"n_train": 16, "n_val": 0, "n_test": 5}
-    cfg.write_text(yaml.safe_dump({"data": {"class_path": "lvm.data.TabularDataModule", "init_args": init}}))
-    assert main([*argv, "--data-config", str(cfg), "--out", str(tmp_path / "c")]) == 0
-    assert json.loads((tmp_path / "c" / "compare.json").read_text())["rows"][0]["num_datapoints"] == 5
-    assert lvm_main(["compare", *argv, "--data-class", "lvm.vae.VAE"]) == 2
-    assert "'lvm.vae.VAE' is not a LightningDataModule class" in capsys.readouterr().err
-    assert lvm_main(["compare", *argv[:2], "--estimators", "importanse"]) == 2
-    assert "Did you mean 'importance'" in capsys.readouterr().err
-
-
-def test_estimator_specs_from_the_command_line(
-    checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    argv = ["--ckpt", str(checkpoint), "--num-samples", "6", "--no-progress", "--device", "cpu"]
-    specs = "[importance, {name: importance, chunk_size: 4}]"
-    assert main([*argv, "--estimators", specs, "--out", str(tmp_path)]) == 0
-    rows = json.loads((tmp_path / "compare.json").read_text())["rows"]
-    assert [r["estimator"] for r in rows] == ["importance", "importance(chunk_size=4)"]
-    assert rows[1]["mean_log_px"] == pytest.approx(rows[0]["mean_log_px"], abs=1e-5)  # chunk-invariant
-    with pytest.raises(UsageError, match=r"each estimator must be a name or a \{name: \.\.\.\} mapping"):
-        main([*argv, "--estimators", "[importance, {chunk_size: 4}]"])
-
-
-@pytest.mark.slow  # about 12 s: three processes start torch and Lightning
-def test_torchrun_with_two_processes_prints_and_writes_what_one_process_does(
-    checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    argv = ["--ckpt", str(checkpoint), "--estimators", "elbo,importance", "--num-samples", "1,5",
-            "--no-progress", "--device", "cpu", "--per-datapoint", "--batch-size", "4"]  # fmt: skip
-    assert main([*argv, "--out", str(tmp_path / "one")]) == 0
-    table_one = capsys.readouterr().out
-    env = {
-        **os.environ,
-        "OMP_NUM_THREADS": "1",
-        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-    }
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-           "-m", "lvm.compare", *argv, "--out", str(tmp_path / "two")]  # fmt: skip
-    proc = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    one, two = (json.loads((tmp_path / n / "compare.json").read_text()) for n in ("one", "two"))
-    assert two["processes"] == 2
-    timing = ("seconds", "datapoints_per_s")
-    for a, b in zip(one["rows"], two["rows"], strict=True):
-        assert b["datapoints"]["index"] == list(range(13))  # each datapoint exactly once
-        assert {k: v for k, v in a.items() if k not in timing} == {
-            k: v for k, v in b.items() if k not in timing
-        }
-    strip = [line.split()[:8] for line in table_one.splitlines()]
-    assert [
-        line.split()[:8] for line in proc.stdout.splitlines() if line.strip()
-    ] == strip  # rank 0 prints once
+# -- BDMC ----------------------------------------------------------------------------------------------
+def test_run_bdmc_checks_its_arguments_before_any_work(checkpoint: Path) -> None:
+    model = load_vae(checkpoint)[0].model
+    with pytest.raises(ValueError, match=r"got T=\[3\], K=\[0\], chains=2"):
+        run_bdmc(model, 4, [3], 2, ["elbo"], [0])
+    with pytest.raises(ValueError, match="unknown start 'data'; allowed: posterior, prior"):
+        run_bdmc(model, 4, [3], 2, ["elbo"], [1], start="data")
