@@ -86,11 +86,13 @@ def test_entry_point_cannot_shadow_a_builtin_likelihood(monkeypatch: pytest.Monk
 def test_broken_likelihood_plugin_does_not_break_listing(monkeypatch: pytest.MonkeyPatch) -> None:
     from lvm.registry import PluginError
 
-    with_plugins(monkeypatch, EntryPoint(name="zinb", value="lvm_no_such_zinb:ZINB", group="lvm.likelihoods"))
-    assert "zinb" in list_likelihoods()
+    with_plugins(
+        monkeypatch, EntryPoint(name="hurdle", value="lvm_no_such_hurdle:Hurdle", group="lvm.likelihoods")
+    )
+    assert "hurdle" in list_likelihoods()
     assert type(create_likelihood("gaussian", (4,))).__name__ == "Gaussian"
-    with pytest.raises(PluginError, match="likelihood plugin 'zinb'.*lvm_no_such_zinb"):
-        create_likelihood("zinb", (4,))
+    with pytest.raises(PluginError, match="likelihood plugin 'hurdle'.*lvm_no_such_hurdle"):
+        create_likelihood("hurdle", (4,))
 
 
 # -- the example package -------------------------------------------------------------------
