@@ -242,7 +242,11 @@ def _t(*values: float) -> Tensor:
             [0.05 * 0.3 / (0.35**2 * 1.35), 10 / 392],
         ),
         (torch.distributions.StudentT(_t(0.5, 5.0)), [math.nan, 0.0], [math.nan, 5 / 3]),
-        (Laplace(_t(0.3), _t(2.0)), [0.3], [8.0]),
+        (
+            Laplace(_t(0.3, 0.5308), _t(2.0, 2.252)),
+            [0.3, 0.5308],
+            [8.0, 2 * 2.252**2],
+        ),  # a kink off p_u's mode
     ],
     ids=["gamma", "normal", "beta", "student_t", "laplace"],
 )

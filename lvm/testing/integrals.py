@@ -163,9 +163,26 @@ def _continuous(support: Support, log_prob: LogProb, centre: Tensor, width: Tens
     mass = lp.exp() * ds[:, None] * width
     cdf = mass.cumsum(0) / mass.sum(0)
     q25, q75 = (u.gather(0, (cdf < f).sum(0, keepdim=True).clamp(max=len(u) - 1))[0] for f in (0.25, 0.75))
-    top = lp.nan_to_num(-math.inf).argmax(0, keepdim=True)
-    lo, hi = u.gather(0, (top - 1).clamp(min=0))[0], u.gather(0, (top + 1).clamp(max=len(u) - 1))[0]
-    mode = _mode(lambda v: density(v)[0], lo, hi)
+    # Split where a kink of p(x) would be: at the mode of p(x) when it lies inside (Laplace's
+    # location), else at the mode of p_u (a density unbounded at a bound, Gamma's with k < 1)
+    u_lo, u_hi = support.u_range()
+    lp_x = (lp - support.log_jacobian(u)).masked_fill((u < u_lo) | (u > u_hi), -math.inf)
+    mode = torch.empty_like(centre)
+    for log_p, of_x in ((lp, False), (lp_x, True)):
+        top = log_p.nan_to_num(-math.inf).argmax(0, keepdim=True)
+        lo, hi = u.gather(0, (top - 1).clamp(min=0))[0], u.gather(0, (top + 1).clamp(max=len(u) - 1))[0]
+
+        def f(v: Tensor, of_x: bool = of_x) -> Tensor:
+            lp_v = density(v)[0]
+            return lp_v - support.log_jacobian(v) if of_x else lp_v
+
+        at = torch.arange(P)
+        peak = log_p[top[0], at]
+        left, right = log_p[(top[0] - 1).clamp(min=0), at], log_p[(top[0] + 1).clamp(max=len(u) - 1), at]
+        # a strict maximum between two nodes in range (not where p rises or levels off to a bound)
+        inner = (top[0] > 0) & (top[0] < len(u) - 1) & torch.isfinite(left) & torch.isfinite(right)
+        inner &= peak - torch.maximum(left, right) > 1e-9 * (1 + peak.abs())
+        mode = torch.where(inner, _mode(f, lo, hi), mode) if of_x else _mode(f, lo, hi)
     seen = torch.isfinite(mass.sum(0)) & (mass.sum(0) > 0)
     mode = torch.where(seen & torch.isfinite(mode), mode, centre)
     sides = []

@@ -61,16 +61,18 @@ class Support:
         return self.lower + (self.upper - self.lower) * torch.sigmoid(u)
 
     def log_jacobian(self, u: Tensor) -> Tensor:
-        """log |dx / du|."""
-        if self.kind == "real":  # log cosh u
-            return u.abs() + torch.log1p(torch.exp(-2 * u.abs())) - math.log(2)
+        """log |dx / du|.
+
+        log(1 + e^{-a}) with a clamped at 700: past it the term is below 1e-304, and exp is many
+        times slower on arguments whose result is subnormal.
+        """
         if self.kind in ("positive", "negative"):
             return u
-        return (
-            math.log(self.upper - self.lower)
-            + torch.nn.functional.logsigmoid(u)
-            + torch.nn.functional.logsigmoid(-u)
-        )
+        a = u.abs()
+        if self.kind == "real":  # log cosh u
+            return a + torch.log(1 + torch.exp(-2 * a.clamp(max=350))) - math.log(2)
+        # log sigma(u) + log sigma(-u)
+        return math.log(self.upper - self.lower) - a - 2 * torch.log(1 + torch.exp(-a.clamp(max=700)))
 
     def u_of_x(self, x: Tensor) -> Tensor:
         if self.kind == "real":
