@@ -341,3 +341,34 @@ def test_data_outside_the_support_is_named_by_check(spec: Any, value: float, nee
     with pytest.raises(ValueError) as err:
         lk.check(x)
     assert needle in str(err.value) and lk.name in str(err.value), str(err.value)
+
+
+def test_command_line_mistakes_are_one_line_and_exit_2(
+    tmp_path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture
+) -> None:
+    import yaml
+
+    from lvm.cli import main
+
+    (tmp_path / "counts.csv").write_text("a,b,c\n" + "1,2,3\n" * 4 + "4,2.5,6\n" + "0,5,1\n" * 5)
+    cfg = {
+        "model": {"latent_dim": 2, "likelihood": "poisson", "encoder": {"name": "mlp", "hidden": [4]},
+                  "decoder": {"name": "mlp", "hidden": [4]}},
+        "data": {"class_path": "lvm.data.FileDataModule",
+                 "init_args": {"train": str(tmp_path / "counts.csv"), "split": [0.5, 0.25, 0.25], "batch_size": 4}},
+        "trainer": {"accelerator": "cpu", "max_epochs": 1, "logger": False, "enable_checkpointing": False,
+                    "enable_progress_bar": False, "enable_model_summary": False, "default_root_dir": str(tmp_path)},
+    }  # fmt: skip
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("LVM_DEBUG", raising=False)
+    for override, expected in [
+        ('{"name": "categorical", "num_categories": -3}', "categorical likelihood: num_categories must be an integer >= 2; got -3"),
+        ('{"name": "student_t", "dff": 3}', "student_t likelihood: unknown option dff=3. Did you mean 'df'?"),
+        ("poisson", "(first: 2.5 at index"),
+    ]:  # fmt: skip
+        capfd.readouterr()
+        rc = main(["fit", "--config", "cfg.yaml", "--model.likelihood", override])
+        err = capfd.readouterr().err.strip().splitlines()
+        assert rc == 2 and 1 <= len(err) <= 2 and expected in err[0], err
+    assert "column 'b'" in err[0]
