@@ -86,11 +86,13 @@ def test_entry_point_cannot_shadow_a_builtin_likelihood(monkeypatch: pytest.Monk
 def test_broken_likelihood_plugin_does_not_break_listing(monkeypatch: pytest.MonkeyPatch) -> None:
     from lvm.registry import PluginError
 
-    with_plugins(monkeypatch, EntryPoint(name="zinb", value="lvm_no_such_zinb:ZINB", group="lvm.likelihoods"))
-    assert "zinb" in list_likelihoods()
+    with_plugins(
+        monkeypatch, EntryPoint(name="hurdle", value="lvm_no_such_hurdle:Hurdle", group="lvm.likelihoods")
+    )
+    assert "hurdle" in list_likelihoods()
     assert type(create_likelihood("gaussian", (4,))).__name__ == "Gaussian"
-    with pytest.raises(PluginError, match="likelihood plugin 'zinb'.*lvm_no_such_zinb"):
-        create_likelihood("zinb", (4,))
+    with pytest.raises(PluginError, match="likelihood plugin 'hurdle'.*lvm_no_such_hurdle"):
+        create_likelihood("hurdle", (4,))
 
 
 # -- the example package -------------------------------------------------------------------
@@ -119,7 +121,8 @@ print(json.dumps({"log_prob": lk(raw).log_prob(x).tolist(), "dist": LIKELIHOODS.
 """
 
 
-def test_installed_example_is_discovered_through_its_entry_point(tmp_path: Path) -> None:
+def install_example(tmp_path: Path) -> tuple[Path, Path]:
+    """pip install examples/lvm-laplace from a copy into a fresh folder; (the copy, the folder)."""
     pytest.importorskip("setuptools")
     src, target = tmp_path / "src", tmp_path / "site"
     shutil.copytree(EXAMPLE, src, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
@@ -131,7 +134,11 @@ def test_installed_example_is_discovered_through_its_entry_point(tmp_path: Path)
         timeout=120,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+    return src, target
 
+
+def test_installed_example_is_discovered_through_its_entry_point(tmp_path: Path) -> None:
+    _, target = install_example(tmp_path)
     env = {**os.environ, "PYTHONPATH": str(target)}
     child = subprocess.run(
         [sys.executable, "-c", CHILD, json.dumps(RAW), json.dumps(X)],
@@ -145,3 +152,19 @@ def test_installed_example_is_discovered_through_its_entry_point(tmp_path: Path)
     out = json.loads(child.stdout.strip().splitlines()[-1])
     assert out["dist"] == "lvm-laplace"
     np.testing.assert_allclose(out["log_prob"], laplace_reference(np.array(RAW), np.array(X)), rtol=1e-12)
+
+
+def test_installed_example_passes_its_own_tests_with_the_kit(tmp_path: Path) -> None:
+    src, target = install_example(tmp_path)
+    root = str(Path(__file__).resolve().parents[1])  # this lvm, ahead of any installed one
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(target), root])}
+    child = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=src,
+    )
+    assert child.returncode == 0, child.stdout + child.stderr
+    assert "1 passed" in child.stdout, child.stdout

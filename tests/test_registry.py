@@ -79,7 +79,8 @@ def test_unknown_name_without_a_close_match_still_lists_known(reg: Registry) -> 
 def test_unknown_likelihood_suggests_the_builtin() -> None:
     with pytest.raises(
         ValueError,
-        match=r"Did you mean 'bernoulli'\?.*Known likelihoods: .*bernoulli, composite, gamma, gaussian",
+        match=r"Did you mean 'bernoulli'\?.*Known likelihoods: .*bernoulli, beta, categorical, composite, "
+        r"continuous_bernoulli, discretized_logistic, gamma, gaussian, negative_binomial, poisson, student_t, zinb, zip",
     ):
         create_likelihood("bernouli", (3,))
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+import inspect
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -26,8 +28,38 @@ def create_likelihood(spec: Spec, event_shape: Sequence[int] | int, **kwargs: An
 
     Raises:
         UnknownNameError: for an unknown name, listing the known ones.
+        TypeError: for an option the likelihood does not take, naming the likelihood, the option
+            and its value, before anything is built.
     """
+    if isinstance(spec, (str, dict)) and (not isinstance(spec, dict) or "name" in spec):
+        name = spec if isinstance(spec, str) else spec["name"]
+        options = {**({} if isinstance(spec, str) else spec), **kwargs}
+        options.pop("name", None)
+        _check_options(str(name), LIKELIHOODS.get(name), options)
     return LIKELIHOODS.create(spec, event_shape=event_shape, **kwargs)
+
+
+def _check_options(name: str, cls: Any, options: dict[str, Any]) -> None:
+    """Raise TypeError for a keyword ``cls`` does not take (unless it takes ``**kwargs``)."""
+    try:
+        accepted = inspect.signature(cls).parameters
+    except (TypeError, ValueError):  # no signature to read: let the call decide
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values()):
+        return
+    known = [
+        k
+        for k, p in accepted.items()
+        if k != "event_shape" and p.kind is not inspect.Parameter.VAR_POSITIONAL
+    ]
+    for option, value in options.items():
+        if option not in accepted:
+            close = difflib.get_close_matches(option, known, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise TypeError(
+                f"{name} likelihood: unknown option {option}={value!r}.{hint} "
+                f"Its options: {', '.join(known) or 'none'}"
+            )
 
 
 def list_likelihoods() -> list[str]:
