@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -213,3 +214,31 @@ def test_anndata_counts_from_x_or_a_layer(tmp_path: Path) -> None:
     adata.write_h5ad(tmp_path / "neg.h5ad")
     with pytest.raises(ValueError, match=r"neg\.h5ad, row 2, column 'g2' \(index 1\): value -1"):
         FileDataModule(str(tmp_path / "neg.h5ad")).check(create_likelihood("gamma", event_shape=(3,)))
+
+
+@pytest.mark.parametrize(
+    ("cell", "words"),
+    [("2.5", "line 4, column 'g2' (index 1): value 2.5"), ("-1", "line 4, column 'g2' (index 1): value -1")],
+)
+def test_a_float_or_negative_count_is_named_by_file_line_and_column(
+    tmp_path: Path, cell: str, words: str
+) -> None:
+    f = write_csv(tmp_path / "counts.csv", f"g1,g2,g3\n0,3,1\n2,0,0\n5,{cell},0\n0,0,7\n")
+    with pytest.raises(
+        ValueError, match=rf"counts\.csv, {re.escape(words)}: poisson likelihood expects x in \{{0, 1, 2"
+    ):
+        FileDataModule(f).check(create_likelihood("poisson", event_shape=(3,)))
+
+
+def test_a_category_code_out_of_range_is_named_by_file_line_and_column(tmp_path: Path) -> None:
+    f = write_csv(tmp_path / "mixed.csv", "colour,height\n0,1.5\n2,1.7\n3,1.6\n")
+    lik = create_likelihood({"name": "composite", "parts": [{"name": "categorical", "columns": [0], "num_categories": 3},
+                                                            {"name": "gaussian", "columns": [1]}]}, event_shape=(2,))  # fmt: skip
+    with pytest.raises(
+        ValueError, match=r"mixed\.csv, line 4, column 'colour' \(index 0\): value 3: .*categorical"
+    ):
+        FileDataModule(f).check(lik)
+    g = write_csv(tmp_path / "named.csv", "colour,height\nred,1.5\nblue,1.7\ngreen,1.6\n")
+    dm = FileDataModule(g, categorical=["colour"])
+    dm.check(lik)  # names read as codes 0..2: inside the support
+    assert dm.categories == {"colour": ["blue", "green", "red"]}
