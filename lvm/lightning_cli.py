@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import time
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 import yaml
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import WandbLogger as _WandbLogger
@@ -31,7 +33,10 @@ class LVMCLI(LightningCLI):
     """LightningCLI whose model is :class:`~lvm.vae.VAE` and whose data is any LightningDataModule.
 
     ``model.data_shape`` is taken from the data module (``data.data_shape``), and
-    ``--test_after_fit true`` runs the test set on the best checkpoint once ``fit`` ends. The
+    ``--test_after_fit true`` runs the test set on the best checkpoint once ``fit`` ends.
+    ``--optimizer`` and ``--lr_scheduler`` take any torch optimiser and scheduler by class path,
+    as in LightningCLI, and set ``model.optimizer`` / ``model.lr_scheduler`` (construct it with
+    ``auto_configure_optimizers=False``, so that LightningCLI does not add its own). The
     trainer writes checkpoints with :class:`~lvm.checkpoint.AtomicCheckpointIO` unless the
     config names another CheckpointIO, and the config is logged to every logger.
 
@@ -112,6 +117,18 @@ class LVMCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.data_shape", "model.data_shape", apply_on="instantiate")
+        # LightningCLI's --optimizer / --lr_scheduler (any torch class by class path, the same syntax),
+        # passed to the model as plain dicts, so they are saved with its hyperparameters and a resumed
+        # or reloaded model rebuilds them; none given: the model's default, lvm.optim.Adam
+        schedulers = (torch.optim.lr_scheduler.LRScheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+        for key, bases, skip in (
+            ("optimizer", (torch.optim.Optimizer,), {"params"}),
+            ("lr_scheduler", schedulers, {"optimizer"}),
+        ):
+            parser.add_subclass_arguments(
+                bases, key, instantiate=False, fail_untyped=False, skip=skip, required=False
+            )
+            parser.link_arguments(key, f"model.{key}", compute_fn=_plain)
         parser.add_argument(
             "--test_after_fit",
             type=bool,
@@ -140,13 +157,18 @@ class LVMCLI(LightningCLI):
                 )
 
 
+def _plain(value: Any) -> Any:
+    """A parsed ``{class_path, init_args}`` (a jsonargparse Namespace) as a plain dict; None stays None."""
+    return value.as_dict() if hasattr(value, "as_dict") else value
+
+
 def _formatter() -> type:
-    """jsonargparse's help formatter, keeping the line breaks of the description."""
+    """jsonargparse's help formatter, keeping the line breaks of the description (argparse's
+    ``RawDescriptionHelpFormatter``)."""
     from jsonargparse import DefaultHelpFormatter
 
-    class Formatter(DefaultHelpFormatter):
-        def _fill_text(self, text: str, width: int, indent: str) -> str:  # keep our line breaks
-            return "".join(indent + line for line in text.splitlines(keepends=True))
+    class Formatter(DefaultHelpFormatter, argparse.RawDescriptionHelpFormatter):
+        pass
 
     return Formatter
 

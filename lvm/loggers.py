@@ -78,8 +78,6 @@ class WandbLogger(_LightningWandbLogger):
         super().__init__(
             name=name, save_dir=save_dir, project=project, log_model=log_model, mode=mode, **kwargs
         )
-        if self._wandb_init.get("anonymous") is None:  # wandb warns about the key even when unset
-            self._wandb_init.pop("anonymous", None)
         self.mode = mode
 
 
