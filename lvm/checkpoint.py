@@ -54,7 +54,7 @@ CHECKPOINT_FORMAT = 1
 
 _TMP = ".tmp-"
 #: A path as Lightning's checkpoint IO receives one.
-_Path = str | os.PathLike
+_Path = str | Path
 
 
 def read_checkpoint(
@@ -146,7 +146,7 @@ def stamp_checkpoint(checkpoint: dict[str, Any]) -> None:
     checkpoint[FORMAT_KEY] = CHECKPOINT_FORMAT
 
 
-def check_checkpoint_version(ckpt: Any, path: _Path | None = None) -> None:
+def check_checkpoint_version(ckpt: Any, path: str | os.PathLike | None = None) -> None:
     """Refuse a checkpoint whose format is newer than this lvm's; warn once about one from a newer lvm.
 
     Raises:

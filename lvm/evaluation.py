@@ -114,14 +114,14 @@ class EvaluatedModule(L.LightningModule):
         scheduler stepped per batch, several optimisers.
         """
         h = self.hparams
-        default = {"lr": h.lr, "betas": tuple(h.betas), "eps": h.eps}
+        default = {"lr": h["lr"], "betas": tuple(h["betas"]), "eps": h["eps"]}
         return build_optimizers(self.parameters(), h.get("optimizer"), h.get("lr_scheduler"), default)
 
     def adam(self) -> Adam:
         """Deprecated: :class:`lvm.optim.Adam` over all parameters; use :meth:`configure_optimizers`."""
         warn_deprecated("EvaluatedModule.adam()", "configure_optimizers()", since="0.2.0")
         h = self.hparams
-        return Adam(self.parameters(), lr=h.lr, betas=tuple(h.betas), eps=h.eps)
+        return Adam(self.parameters(), lr=h["lr"], betas=tuple(h["betas"]), eps=h["eps"])
 
     # -- checkpoints: the RNG state, so a resumed run draws what an uninterrupted one would ----
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

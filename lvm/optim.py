@@ -39,7 +39,9 @@ class Adam(SkipCPUAcceleratorProbe, torch.optim.Adam):
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
     ) -> None:
-        groups = [_materialise(g) for g in params]  # tensors, or parameter groups as torch takes them
+        groups: list[Any] = [
+            _materialise(g) for g in params
+        ]  # tensors, or parameter groups as torch takes them
         tensors = [p for g in groups for p in (g["params"] if isinstance(g, dict) else [g])]
         fused = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in tensors)
         b1, b2 = betas

@@ -237,7 +237,7 @@ class Registry(Generic[T]):
         if lazy is not None:
             obj = lazy.load(self.kind)
             try:
-                obj.__lvm_distribution__ = lazy.distribution  # type: ignore[attr-defined]
+                obj.__lvm_distribution__ = lazy.distribution
             except (AttributeError, TypeError):
                 pass
             self._entries[name] = obj
@@ -264,10 +264,13 @@ class Registry(Generic[T]):
             if "name" not in spec:
                 raise ValueError(f"{self.kind} spec needs a 'name' key; got {spec!r}")
             kwargs = {**{k: v for k, v in spec.items() if k != "name"}, **kwargs}
-            spec = spec["name"]
-        elif not isinstance(spec, str):
+            name = spec["name"]
+        elif isinstance(spec, str):
+            name = spec
+        else:
             raise ValueError(f"{self.kind} spec must be a name or a dict with a 'name' key; got {spec!r}")
-        return self.get(spec)(**kwargs)  # type: ignore[operator]
+        factory: Any = self.get(name)
+        return factory(**kwargs)
 
     def distributions(self, spec: Spec) -> dict[str, str]:
         """The plugin names ``spec`` uses, nested ``parts`` included, and the distributions providing them."""
