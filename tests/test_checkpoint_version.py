@@ -49,7 +49,7 @@ def test_lvm_fit_from_a_newer_checkpoint_is_one_line_naming_both_versions(
 ) -> None:
     newer = _rewritten(checkpoint, tmp_path, **{VERSION_KEY: "9.0.0", FORMAT_KEY: CHECKPOINT_FORMAT + 1})
     config = {"model": {"latent_dim": 2}, "data": {"class_path": "lvm.data.TabularDataModule", "init_args": {"n_train": 16}},
-              "trainer": {"logger": False, "default_root_dir": str(tmp_path)}}  # fmt: skip
+              "trainer": {"logger": False, "max_steps": 1, "default_root_dir": str(tmp_path)}}  # fmt: skip
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
     monkeypatch.chdir(tmp_path)
     assert lvm_main(["fit", "--config", str(tmp_path / "c.yaml"), "--ckpt_path", str(newer)]) == 2
