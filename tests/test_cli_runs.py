@@ -158,3 +158,13 @@ def test_compare_rebuilds_the_data_module_that_lvm_fit_recorded(
     assert lvm_main([*argv, "--out", str(tmp_path / "cmp")]) == 0
     rows = json.loads((tmp_path / "cmp" / "compare.json").read_text())["rows"]
     assert [r["num_datapoints"] for r in rows] == [16]  # the recorded split: 16 test rows of 64
+
+
+def test_help_formatter_keeps_the_line_breaks_of_the_description() -> None:
+    from jsonargparse import ArgumentParser
+
+    from lvm.lightning_cli import help_formatter
+
+    text = "likelihoods: a, b\n             c\nconfigs: x"
+    parser = ArgumentParser(prog="lvm", description=text, formatter_class=help_formatter)
+    assert text in parser.format_help()
