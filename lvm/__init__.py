@@ -1,5 +1,6 @@
 """lvm: latent variable models on PyTorch Lightning, with pluggable likelihoods and honest log p(x)."""
 
+from lvm._version import __version__ as __version__
 from lvm.encoders import (
     create_decoder,
     create_encoder,
@@ -20,8 +21,6 @@ from lvm.likelihoods import (
 from lvm.model import LatentVariableModel
 from lvm.objectives import Bound, elbo, iwae_bound, prior_mc_bound
 from lvm.registry import PluginError, UnknownNameError
-
-__version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> object:

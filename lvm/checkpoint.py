@@ -8,6 +8,7 @@ import os
 import pickle
 import re
 import time
+import warnings
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,20 +19,35 @@ from fsspec.implementations.local import LocalFileSystem
 from lightning.fabric.plugins.io.checkpoint_io import CheckpointIO
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.fabric.utilities.cloud_io import get_filesystem
-from lightning.fabric.utilities.types import _PATH
+from packaging.version import InvalidVersion, Version
 
+from lvm._version import __version__
 from lvm.errors import CorruptFileError, NoSpaceError, UnsafeFileError
 
 __all__ = [
+    "CHECKPOINT_FORMAT",
+    "FORMAT_KEY",
+    "VERSION_KEY",
     "AtomicCheckpointIO",
+    "NewerCheckpointError",
+    "check_checkpoint_version",
     "load_torch_file",
     "pid_alive",
     "read_checkpoint",
     "remove_stale_temporaries",
+    "stamp_checkpoint",
     "with_atomic_checkpoints",
 ]
 
+#: Checkpoint keys of the lvm version that wrote the file and of the format of its lvm entries.
+VERSION_KEY, FORMAT_KEY = "lvm_version", "lvm_checkpoint_format"
+#: The format this lvm writes. 0: no format key (lvm 0.1.0). 1: ``lvm_version`` and the format;
+#: hyperparameters ``optimizer`` / ``lr_scheduler`` (class specs) instead of ``lr_schedule``.
+CHECKPOINT_FORMAT = 1
+
 _TMP = ".tmp-"
+#: A path as Lightning's checkpoint IO receives one.
+_Path = str | Path
 
 
 def read_checkpoint(
@@ -79,6 +95,7 @@ def read_checkpoint(
             f"{p} is a Lightning checkpoint of another model, not of an lvm model "
             f"(hyperparameters {sorted(hparams)[:6]})"
         )
+    check_checkpoint_version(ckpt, p)
     return ckpt
 
 
@@ -130,6 +147,49 @@ def load_torch_file(
         ) from None
     except (RuntimeError, OSError, EOFError, IndexError, ValueError, zipfile.BadZipFile) as err:
         raise _corrupt(p, what, err) from err
+
+
+class NewerCheckpointError(ValueError):
+    """A checkpoint written in a format newer than this lvm reads (by a newer lvm)."""
+
+
+_warned_versions: set[str] = set()
+
+
+def stamp_checkpoint(checkpoint: dict[str, Any]) -> None:
+    """Record this lvm's version and :data:`CHECKPOINT_FORMAT` in ``checkpoint`` (a module's ``on_save_checkpoint``)."""
+    checkpoint[VERSION_KEY] = __version__
+    checkpoint[FORMAT_KEY] = CHECKPOINT_FORMAT
+
+
+def check_checkpoint_version(ckpt: Any, path: str | os.PathLike | None = None) -> None:
+    """Refuse a checkpoint whose format is newer than this lvm's; warn once about one from a newer lvm.
+
+    Raises:
+        NewerCheckpointError: if the checkpoint's format is newer than :data:`CHECKPOINT_FORMAT`,
+            naming both lvm versions.
+    """
+    if not isinstance(ckpt, dict):
+        return
+    written, fmt = str(ckpt.get(VERSION_KEY, "0.1.0")), ckpt.get(FORMAT_KEY, 0)
+    where = f"checkpoint {path}" if path is not None else "the checkpoint"
+    if isinstance(fmt, int) and fmt > CHECKPOINT_FORMAT:
+        raise NewerCheckpointError(
+            f"{where} was written by lvm {written} (checkpoint format {fmt}); the installed lvm "
+            f"{__version__} reads formats up to {CHECKPOINT_FORMAT}: upgrade lvm (pip install -U lvm)"
+        )
+    try:
+        newer = Version(written) > Version(__version__)
+    except InvalidVersion:
+        newer = False
+    if newer and written not in _warned_versions:
+        _warned_versions.add(written)
+        warnings.warn(
+            f"{where} was written by lvm {written}, newer than the installed lvm {__version__}; "
+            f"if loading fails, upgrade lvm (pip install -U lvm)",
+            UserWarning,
+            stacklevel=2,
+        )
 
 
 def _refused_global(err: BaseException) -> str | None:
@@ -218,14 +278,14 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         self._cleaned: set[str] = set()
 
     def load_checkpoint(
-        self, path: _PATH, map_location: Any | None = None, weights_only: bool | None = None
+        self, path: _Path, map_location: Any | None = None, weights_only: bool | None = None
     ) -> dict[str, Any]:
         if not isinstance(get_filesystem(path), LocalFileSystem):
             return super().load_checkpoint(path, map_location=map_location, weights_only=weights_only)
         return read_checkpoint(path, map_location=map_location, lvm_model=False, trust=self.trust)
 
     def save_checkpoint(
-        self, checkpoint: dict[str, Any], path: _PATH, storage_options: Any | None = None
+        self, checkpoint: dict[str, Any], path: _Path, storage_options: Any | None = None
     ) -> None:
         if storage_options is not None:
             raise TypeError(f"{type(self).__name__} takes no storage_options; got {storage_options!r}")

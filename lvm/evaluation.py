@@ -18,8 +18,10 @@ import lightning as L
 import torch
 from torch import Tensor, nn
 
+from lvm.checkpoint import check_checkpoint_version, stamp_checkpoint
+from lvm.deprecation import warn_deprecated
 from lvm.metrics import MeanWithStdErr
-from lvm.optim import Adam
+from lvm.optim import Adam, build_optimizers
 
 __all__ = [
     "DATAMODULE_KEY",
@@ -49,7 +51,11 @@ class EvaluatedModule(L.LightningModule):
       (sum states, exact across batches and DDP ranks) and log ``{stage}/{name}``,
       ``{stage}/{name}_stderr`` and ``{stage}/count`` at the epoch's end.
     - A checkpoint carries the torch RNG state; resuming a fit restores it, so a resumed run
-      draws what an uninterrupted one would.
+      draws what an uninterrupted one would. It also records lvm's version and checkpoint format
+      (:func:`~lvm.checkpoint.stamp_checkpoint`).
+    - :meth:`configure_optimizers` builds ``hparams.optimizer`` and ``hparams.lr_scheduler``
+      (class specs, :func:`lvm.optim.class_spec`), or by default :class:`lvm.optim.Adam` with
+      ``hparams`` ``lr``, ``betas`` and ``eps``.
 
     Subclasses set ``self.model`` (with ``event_shape``, ``likelihood`` and ``init_output_bias``),
     call :meth:`track` with the names their ``_eval_step(batch, stage)`` passes to :meth:`record`.
@@ -75,7 +81,10 @@ class EvaluatedModule(L.LightningModule):
     # -- setup -------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
         """Check the data against the model before any step runs (runs before a checkpoint restore)."""
-        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        try:
+            dm = getattr(self.trainer, "datamodule", None)
+        except RuntimeError:  # called by hand, without a Trainer
+            return
         if dm is None:
             return
         shape = getattr(dm, "data_shape", None)
@@ -114,17 +123,31 @@ class EvaluatedModule(L.LightningModule):
             metric.reset()
         self.log_dict(logs, prog_bar=stage == "val", sync_dist=False)
 
-    def adam(self) -> Adam:
-        """:class:`lvm.optim.Adam` over all parameters with ``hparams`` ``lr``, ``betas``, ``eps``."""
+    def configure_optimizers(self) -> Any:
+        """``hparams.optimizer`` over all parameters (default :class:`lvm.optim.Adam` with ``hparams``
+        ``lr``, ``betas``, ``eps``) and ``hparams.lr_scheduler`` on it, stepped once per epoch.
+
+        Override it (Lightning's own route) for anything else: several parameter groups, a
+        scheduler stepped per batch, several optimisers.
+        """
         h = self.hparams
-        return Adam(self.parameters(), lr=h.lr, betas=tuple(h.betas), eps=h.eps)
+        default = {"lr": h["lr"], "betas": tuple(h["betas"]), "eps": h["eps"]}
+        return build_optimizers(self.parameters(), h.get("optimizer"), h.get("lr_scheduler"), default)
+
+    def adam(self) -> Adam:
+        """Deprecated: :class:`lvm.optim.Adam` over all parameters; use :meth:`configure_optimizers`."""
+        warn_deprecated("EvaluatedModule.adam()", "configure_optimizers()", since="0.2.0")
+        h = self.hparams
+        return Adam(self.parameters(), lr=h["lr"], betas=tuple(h["betas"]), eps=h["eps"])
 
     # -- checkpoints: the RNG state, so a resumed run draws what an uninterrupted one would ----
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["lvm_rng_state"] = rng_state(self.device)
-        record_datamodule(checkpoint, self._trainer)  # so that lvm compare rebuilds the same data
+        record_datamodule(checkpoint, self.trainer)  # so that lvm compare rebuilds the same data
+        stamp_checkpoint(checkpoint)  # lvm's version and the checkpoint format
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        check_checkpoint_version(checkpoint)  # VAE.load_from_checkpoint reads the file without lvm
         self._resume_rng = checkpoint.get("lvm_rng_state")
 
     def on_train_start(self) -> None:

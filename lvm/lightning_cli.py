@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import time
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 import yaml
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import WandbLogger as _WandbLogger
@@ -35,7 +37,10 @@ class LVMCLI(LightningCLI):
     """LightningCLI whose model is :class:`~lvm.vae.VAE` and whose data is any LightningDataModule.
 
     ``model.data_shape`` is taken from the data module (``data.data_shape``), and
-    ``--test_after_fit true`` runs the test set on the best checkpoint once ``fit`` ends. The
+    ``--test_after_fit true`` runs the test set on the best checkpoint once ``fit`` ends.
+    ``--optimizer`` and ``--lr_scheduler`` take any torch optimiser and scheduler by class path,
+    as in LightningCLI, and set ``model.optimizer`` / ``model.lr_scheduler`` (construct it with
+    ``auto_configure_optimizers=False``, so that LightningCLI does not add its own). The
     trainer writes checkpoints with :class:`~lvm.checkpoint.AtomicCheckpointIO` unless the
     config names another CheckpointIO, and the config is logged to every logger.
 
@@ -162,6 +167,18 @@ class LVMCLI(LightningCLI):
         parser.link_arguments(
             "data.data_shape", "model.data_shape", compute_fn=self._data_shape, apply_on="instantiate"
         )
+        # LightningCLI's --optimizer / --lr_scheduler (any torch class by class path, the same syntax),
+        # passed to the model as plain dicts, so they are saved with its hyperparameters and a resumed
+        # or reloaded model rebuilds them; none given: the model's default, lvm.optim.Adam
+        schedulers = (torch.optim.lr_scheduler.LRScheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+        for key, bases, skip in (
+            ("optimizer", (torch.optim.Optimizer,), {"params"}),
+            ("lr_scheduler", schedulers, {"optimizer"}),
+        ):
+            parser.add_subclass_arguments(
+                bases, key, instantiate=False, fail_untyped=False, skip=skip, required=False
+            )
+            parser.link_arguments(key, f"model.{key}", compute_fn=_plain)
         parser.add_argument(
             "--test_after_fit",
             type=bool,
@@ -275,12 +292,12 @@ def _launching_rank() -> bool:
 
 
 def _formatter() -> type:
-    """jsonargparse's help formatter, keeping the line breaks of the description."""
+    """jsonargparse's help formatter, keeping the line breaks of the description (argparse's
+    ``RawDescriptionHelpFormatter``)."""
     from jsonargparse import DefaultHelpFormatter
 
-    class Formatter(DefaultHelpFormatter):
-        def _fill_text(self, text: str, width: int, indent: str) -> str:  # keep our line breaks
-            return "".join(indent + line for line in text.splitlines(keepends=True))
+    class Formatter(DefaultHelpFormatter, argparse.RawDescriptionHelpFormatter):
+        pass
 
     return Formatter
 

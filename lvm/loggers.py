@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Literal
 
 import lightning as L
 from lightning.pytorch.loggers import WandbLogger as _LightningWandbLogger
@@ -63,7 +63,7 @@ class WandbLogger(_LightningWandbLogger):
         name: str | None = None,
         save_dir: str = ".",
         project: str = "lvm",
-        log_model: bool | str = True,
+        log_model: bool | Literal["all"] = True,
         online: bool | None = None,
         id: str | None = None,  # noqa: A002 - wandb's name
         resume: str | None = None,
@@ -78,8 +78,6 @@ class WandbLogger(_LightningWandbLogger):
         super().__init__(
             name=name, save_dir=save_dir, project=project, log_model=log_model, mode=mode, **kwargs
         )
-        if self._wandb_init.get("anonymous") is None:  # wandb warns about the key even when unset
-            self._wandb_init.pop("anonymous", None)
         self.mode = mode
 
 
@@ -120,10 +118,10 @@ class EstimatorTable(L.Callback):
             return []
         count = int(m.get("test/count", 0))
         h = pl_module.hparams
-        k = int(h.num_samples)
+        k, objective = int(h["num_samples"]), h["objective"]
         rows = [["elbo", k, m["test/elbo"], m.get("test/elbo_stderr"), count]]
-        if h.objective != "elbo" and "test/bound" in m:
-            rows.append([f"bound:{h.objective}", k, m["test/bound"], m.get("test/bound_stderr"), count])
+        if objective != "elbo" and "test/bound" in m:
+            rows.append([f"bound:{objective}", k, m["test/bound"], m.get("test/bound_stderr"), count])
         for name, est in getattr(pl_module, "estimators", {}).items():
             key = f"test/log_px/{name}"
             if key in m:

@@ -1,14 +1,17 @@
-"""Name-keyed registries (timm style) with lazily loaded entry-point plugins (fsspec style)."""
+"""Name-keyed registries (timm style) with lazily loaded entry-point plugins (fsspec style) and renamed names."""
 
 from __future__ import annotations
 
 import contextlib
 import difflib
 import importlib
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any, Generic, TypeVar
+
+from lvm.deprecation import LVMDeprecationWarning
 
 T = TypeVar("T")
 
@@ -88,7 +91,8 @@ class Registry(Generic[T]):
     Built-ins register with the ``register`` decorator; third-party packages declare an entry
     point in the group ``entry_point_group`` (``name = "pkg.module:Class"``). Entry points are
     read when a name is first looked up and imported only when that name is used, so a broken
-    plugin never breaks ``import lvm``.
+    plugin never breaks ``import lvm``. A renamed part keeps its old name as a deprecated alias
+    (:meth:`register_deprecations`), so configs and checkpoints that store it still load.
 
     Args:
         kind: What the registry holds, singular ("likelihood"); used in messages.
@@ -100,6 +104,7 @@ class Registry(Generic[T]):
         self.entry_point_group = entry_point_group
         self._entries: dict[str, T] = {}
         self._lazy: dict[str, _Lazy] = {}
+        self._deprecated: dict[str, str] = {}
         self._scanned = False
 
     # -- registration ------------------------------------------------------------------
@@ -133,6 +138,45 @@ class Registry(Generic[T]):
         """Forget ``name`` (for tests and interactive use)."""
         self._entries.pop(name, None)
         self._lazy.pop(name, None)
+        self._deprecated.pop(name, None)
+
+    def register_deprecations(self, renamed: Mapping[str, str]) -> None:
+        """Keep old names of renamed parts working, as timm's ``register_model_deprecations`` does.
+
+        Each ``old`` in ``renamed`` resolves to its ``new`` name, with one
+        :class:`~lvm.deprecation.LVMDeprecationWarning` naming the new name per lookup. Old names
+        are not listed by :meth:`names` but are accepted wherever a name is (configs, specs,
+        checkpoints' hyperparameters).
+
+        Raises:
+            ValueError: if an old name is registered as a part itself, or a name is not a non-empty string.
+        """
+        for old, new in renamed.items():
+            if not (isinstance(old, str) and old and isinstance(new, str) and new):
+                raise ValueError(f"{self.kind} renames must map names to names; got {old!r} -> {new!r}")
+            if old in self._entries:
+                raise ValueError(
+                    f"{self.kind} {old!r} is registered by {self._entries[old]!r}; it cannot be an alias"
+                )
+            self._deprecated[old] = new
+
+    def deprecations(self) -> dict[str, str]:
+        """The deprecated old names and the names they resolve to."""
+        return dict(self._deprecated)
+
+    def _current(self, name: str, warn: bool) -> str:
+        """``name``, or the new name of a renamed part (with a deprecation warning if ``warn``)."""
+        new = self._deprecated.get(name) if name not in self._entries else None
+        if new is None:
+            return name
+        if warn:
+            warnings.warn(
+                f"{self.kind} {name!r} was renamed {new!r}; the old name still loads for now but is "
+                f"deprecated: write {new!r} in configs",
+                LVMDeprecationWarning,
+                stacklevel=4,
+            )
+        return new
 
     # -- plugins -----------------------------------------------------------------------
     def _entry_points(self) -> list[EntryPoint]:
@@ -157,6 +201,7 @@ class Registry(Generic[T]):
     def plugin_distribution(self, name: str) -> str | None:
         """The distribution that provides plugin ``name``, or None for a built-in."""
         self._scan()
+        name = self._current(name, warn=False)
         lazy = self._lazy.get(name)
         if lazy is not None:
             return lazy.distribution
@@ -170,7 +215,7 @@ class Registry(Generic[T]):
         return sorted({*self._entries, *self._lazy})
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name in self.names()
+        return isinstance(name, str) and (name in self.names() or name in self._deprecated)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
@@ -184,12 +229,15 @@ class Registry(Generic[T]):
         """
         if name in self._entries:
             return self._entries[name]
+        name = self._current(name, warn=True)
+        if name in self._entries:
+            return self._entries[name]
         self._scan()
         lazy = self._lazy.get(name)
         if lazy is not None:
             obj = lazy.load(self.kind)
             try:
-                obj.__lvm_distribution__ = lazy.distribution  # type: ignore[attr-defined]
+                obj.__lvm_distribution__ = lazy.distribution
             except (AttributeError, TypeError):
                 pass
             self._entries[name] = obj
@@ -216,10 +264,13 @@ class Registry(Generic[T]):
             if "name" not in spec:
                 raise ValueError(f"{self.kind} spec needs a 'name' key; got {spec!r}")
             kwargs = {**{k: v for k, v in spec.items() if k != "name"}, **kwargs}
-            spec = spec["name"]
-        elif not isinstance(spec, str):
+            name = spec["name"]
+        elif isinstance(spec, str):
+            name = spec
+        else:
             raise ValueError(f"{self.kind} spec must be a name or a dict with a 'name' key; got {spec!r}")
-        return self.get(spec)(**kwargs)  # type: ignore[operator]
+        factory: Any = self.get(name)
+        return factory(**kwargs)
 
     def distributions(self, spec: Spec) -> dict[str, str]:
         """The plugin names ``spec`` uses, nested ``parts`` included, and the distributions providing them."""

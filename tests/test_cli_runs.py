@@ -86,11 +86,9 @@ def test_stale_temporaries_of_dead_writers_are_removed(tmp_path: Path) -> None:
     assert not stale.exists() and alive.exists() and (tmp_path / "x.ckpt").is_file()
 
 
-def test_private_wandb_init_still_holds_the_init_arguments(tmp_path: Path) -> None:
-    """lvm.loggers.WandbLogger edits Lightning's private ``_wandb_init``: fail here when it moves."""
+def test_wandb_logger_takes_the_run_id_and_project(tmp_path: Path) -> None:
     logger = WandbLogger(save_dir=str(tmp_path), online=False, id="abc123")
-    assert logger._wandb_init["id"] == "abc123" and logger._wandb_init["resume"] == "allow"
-    assert logger._wandb_init["project"] == "lvm" and "anonymous" not in logger._wandb_init
+    assert (logger.version, logger.name, logger.mode) == ("abc123", "lvm", "offline")
 
 
 @pytest.mark.parametrize("resume_from", ["file", "last"])
@@ -161,3 +159,13 @@ def test_compare_rebuilds_the_data_module_that_lvm_fit_recorded(
     assert lvm_main([*argv, "--out", str(tmp_path / "cmp")]) == 0
     rows = json.loads((tmp_path / "cmp" / "compare.json").read_text())["rows"]
     assert [r["num_datapoints"] for r in rows] == [16]  # the recorded split: 16 test rows of 64
+
+
+def test_help_formatter_keeps_the_line_breaks_of_the_description() -> None:
+    from jsonargparse import ArgumentParser
+
+    from lvm.lightning_cli import help_formatter
+
+    text = "likelihoods: a, b\n             c\nconfigs: x"
+    parser = ArgumentParser(prog="lvm", description=text, formatter_class=help_formatter)
+    assert text in parser.format_help()

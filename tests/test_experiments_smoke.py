@@ -129,7 +129,10 @@ def test_stage_epochs_follow_the_iwae_schedule_and_the_config_uses_three_stages(
         mnist_run.stage_epochs(9)
     cfg = yaml.safe_load((ROOT / "experiments/mnist/iwae.yaml").read_text())
     assert cfg["trainer"]["max_epochs"] == mnist_run.stage_epochs(3)
-    assert cfg["data"]["init_args"]["batch_size"] == 20 and cfg["model"]["lr_schedule"] == "iwae"
+    assert (
+        cfg["data"]["init_args"]["batch_size"] == 20
+        and cfg["lr_scheduler"]["class_path"] == "lvm.optim.IWAESchedule"
+    )
 
 
 def test_no_experiment_config_has_a_wall_clock_budget() -> None:

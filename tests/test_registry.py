@@ -1,15 +1,17 @@
-"""The generic Registry: names, errors, duplicates, and lazily loaded entry-point plugins."""
+"""The generic Registry: names, errors, duplicates, lazily loaded entry-point plugins, renamed names."""
 
 from __future__ import annotations
 
 import importlib
 import sys
+import warnings
 from collections.abc import Callable, Iterator
 from importlib.metadata import EntryPoint, PathDistribution
 from pathlib import Path
 
 import pytest
 
+from lvm.deprecation import LVMDeprecationWarning
 from lvm.likelihoods import Gaussian, create_likelihood, list_likelihoods, register_likelihood
 from lvm.registry import PluginError, Registry, UnknownNameError, require_plugins
 
@@ -291,3 +293,59 @@ def test_distributions_name_plugin_parts_and_require_plugins_says_what_to_instal
     with pytest.raises(UnknownNameError) as err, require_plugins({"gone": "lvm-gone"}):
         reg.get("other")
     assert "pip install" not in str(err.value) and err.value.name == "other"
+
+
+# -- renamed names (timm's register_model_deprecations) --------------------------------------------
+def test_renamed_name_resolves_to_the_new_one_with_a_warning_naming_it(reg: Registry) -> None:
+    reg.register_deprecations({"multilayer": "mlp"})
+    with pytest.warns(
+        LVMDeprecationWarning, match=r"encoder 'multilayer' was renamed 'mlp'.*write 'mlp'"
+    ) as w:
+        obj = reg.create({"name": "multilayer", "width": 3})
+    assert len(w) == 1 and isinstance(obj, MLP) and obj.width == 3
+    assert (
+        "multilayer" in reg
+        and "multilayer" not in reg.names()
+        and reg.deprecations() == {"multilayer": "mlp"}
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert reg.get("mlp") is MLP  # the new name: silent
+
+
+def test_an_alias_cannot_hide_a_registered_name(reg: Registry) -> None:
+    with pytest.raises(ValueError, match="'conv' is registered by .*it cannot be an alias"):
+        reg.register_deprecations({"conv": "mlp"})
+    with pytest.raises(ValueError, match="renames must map names to names"):
+        reg.register_deprecations({"old": ""})
+    reg.register_deprecations({"old": "gone"})
+    with pytest.warns(LVMDeprecationWarning), pytest.raises(UnknownNameError, match="unknown encoder 'gone'"):
+        reg.get("old")
+
+
+def test_renamed_likelihood_in_an_old_checkpoint_loads_with_one_warning(
+    checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A checkpoint that stored the old name of a renamed part loads, with one warning naming the new name."""
+    import torch
+
+    import lvm
+    from lvm.evaluate.restore import load_vae
+    from lvm.likelihoods import LIKELIHOODS
+
+    monkeypatch.setattr(LIKELIHOODS, "_deprecated", {"normal": "gaussian"})
+    ckpt = torch.load(checkpoint, weights_only=True)
+    assert ckpt["hyper_parameters"]["likelihood"] == "gaussian"
+    ckpt["hyper_parameters"]["likelihood"] = "normal"  # as a version before the rename wrote it
+    old = tmp_path / "old.ckpt"
+    torch.save(ckpt, old)
+    for load in (lambda: lvm.VAE.load_from_checkpoint(old, weights_only=True), lambda: load_vae(old)[0]):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            vae = load()
+        ours = [w for w in caught if issubclass(w.category, LVMDeprecationWarning)]
+        assert len(ours) == 1 and "'normal' was renamed 'gaussian'" in str(ours[0].message), [
+            str(w.message) for w in caught
+        ]
+        assert type(vae.model.likelihood) is Gaussian
+        torch.testing.assert_close(vae.state_dict(), ckpt["state_dict"])

@@ -212,7 +212,8 @@ def test_iwae_lr_schedule_boundaries() -> None:
     for i in range(8):
         assert stages.count(pytest.approx(10 ** (-i / 7))) == 3**i
     assert iwae_lr_factor(3279) == pytest.approx(0.1)
-    opt = small_vae(lr_schedule="iwae").configure_optimizers()
+    with pytest.warns(FutureWarning, match="lr_schedule='iwae' is deprecated"):
+        opt = small_vae(lr_schedule="iwae").configure_optimizers()
     assert opt["lr_scheduler"]["interval"] == "epoch"
     with pytest.raises(ValueError, match="lr_schedule must be one of constant, iwae; got 'cosine'"):
         small_vae(lr_schedule="cosine")

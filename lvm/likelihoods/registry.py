@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import warnings
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from lvm.deprecation import LVMDeprecationWarning
 from lvm.registry import Registry, Spec
 
 if TYPE_CHECKING:
@@ -35,7 +37,10 @@ def create_likelihood(spec: Spec, event_shape: Sequence[int] | int, **kwargs: An
         name = spec if isinstance(spec, str) else spec["name"]
         options = {**({} if isinstance(spec, str) else spec), **kwargs}
         options.pop("name", None)
-        _check_options(str(name), LIKELIHOODS.get(name), options)
+        with warnings.catch_warnings():  # a renamed name warns once, in create() below
+            warnings.simplefilter("ignore", LVMDeprecationWarning)
+            cls = LIKELIHOODS.get(name)
+        _check_options(str(name), cls, options)
     return LIKELIHOODS.create(spec, event_shape=event_shape, **kwargs)
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from lvm.evaluation import EvaluatedModule
+from lvm.optim import optimizer_settings
 from lvm.registry import Spec
 from lvm.semi_supervised.m2 import M2Bound, M2Model
 
@@ -33,11 +35,14 @@ class SemiSupervisedVAE(EvaluatedModule):
         likelihood: p(x | y, z), by name or spec (``lvm.list_likelihoods()``).
         alpha: Weight of log q(y | x) per labelled datapoint (the paper's alpha, per datapoint).
         num_samples: Samples of z per datapoint and class in the bounds.
-        lr: Adam learning rate.
-        betas: Adam betas.
-        eps: Adam epsilon.
+        lr: Learning rate of the default optimiser, :class:`lvm.optim.Adam`; unused with ``optimizer``.
+        betas: The default Adam's betas.
+        eps: The default Adam's epsilon.
         init_output_bias: Set the decoder output bias to the training mean (Burda et al. 2016).
         bound_stages: Stages (``"val"``, ``"test"``) that also compute U(x), C decoder passes a point.
+        optimizer: Any torch optimiser by class path or ``{"class_path": ..., "init_args": {...}}``
+            (:func:`lvm.optim.class_spec`); None: :class:`lvm.optim.Adam` with ``lr``, ``betas``, ``eps``.
+        lr_scheduler: Any torch learning-rate scheduler in the same form, stepped once per epoch.
     """
 
     def __init__(
@@ -56,6 +61,8 @@ class SemiSupervisedVAE(EvaluatedModule):
         eps: float = 1e-8,
         init_output_bias: bool = True,
         bound_stages: Sequence[str] = ("val", "test"),
+        optimizer: dict[str, Any] | str | None = None,
+        lr_scheduler: dict[str, Any] | str | None = None,
     ) -> None:
         super().__init__()
         if num_samples < 1:
@@ -64,6 +71,7 @@ class SemiSupervisedVAE(EvaluatedModule):
             raise ValueError(f"bound_stages must be among 'val', 'test'; got {list(bound_stages)}")
         if alpha < 0:
             raise ValueError(f"alpha must be >= 0; got {alpha}")
+        optimizer, lr_scheduler = optimizer_settings(optimizer, lr_scheduler, lr=lr, betas=betas, eps=eps)
         self.save_hyperparameters()
         self.model = M2Model.build(
             data_shape, latent_dim, num_classes, encoder, classifier, decoder, likelihood
@@ -99,6 +107,3 @@ class SemiSupervisedVAE(EvaluatedModule):
         else:
             logits = self.model.classify(x).logits
         self.record(stage, "accuracy", (logits.argmax(-1) == y).float())
-
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return self.adam()
