@@ -9,12 +9,14 @@ k = 64, for ``--epochs`` epochs, seeds ``--seeds``. Each run is ``lvm fit`` and 
 on its best checkpoint (validation bound): importance sampling with K = 5000 on the test set. The
 encoder's signal-to-noise ratio of each trained model is measured by ``snr.py --runs``.
 
-Runs go two at a time (``--jobs``), one torch thread each, under ``nice``. A run whose JSON exists
-under ``--out``/runs is kept (``--redo`` reruns it). Writes ``runs/<gradient>_seed<S>.json``,
-``logs/`` and the learning curves in the JSON.
+Runs go two at a time (``--jobs``), one torch thread each, under ``nice``. A trained run is kept
+(``fits/<gradient>_seed<S>.json``: its best checkpoint, seconds, validation curves) and so is an
+evaluated one (``runs/<gradient>_seed<S>.json``); ``--redo`` reruns them. ``--no-eval`` only trains.
 
-    python experiments/gradients/train.py                              # 4 epochs, seeds 0 1 2
-    python experiments/gradients/train.py --epochs 1 --seeds 0 --limit 100 --out /tmp/g   # smoke run
+    python experiments/gradients/train.py --no-eval                    # train: 3 epochs, seeds 0 1 2
+    python experiments/gradients/train.py                              # then evaluate (K = 5000)
+    python experiments/gradients/train.py --epochs 1 --seeds 0 --limit 20 --eval-k 100 --out /tmp/g \\
+        --fit-args "--trainer.limit_train_batches 20 --trainer.limit_val_batches 2"   # smoke run
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 CONFIG = HERE.parent / "mnist" / "iwae.yaml"
 GRADIENTS = ("reparam", "dreg")
+LVM = [sys.executable, "-m", "lvm.cli"]
 
 
 def _run(cmd: list[str], log: Path) -> float:
@@ -60,14 +63,16 @@ def _curve(root: Path) -> dict[str, list[tuple[int, float]]]:
     }
 
 
-def run_one(gradient: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
-    """Train one (gradient, seed), estimate the test NLL of its best checkpoint, save and return its results."""
+def fit_one(gradient: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
+    """Train one (gradient, seed) with ``lvm fit`` unless done; its record (best checkpoint, seconds, curves)."""
     tag = f"{gradient}_seed{seed}"
+    record = args.out / "fits" / f"{tag}.json"
+    if record.exists() and not args.redo:
+        return json.loads(record.read_text())
     root = Path("runs") / "gradients" / f"e{args.epochs}" / tag
     logs = args.out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    lvm = [sys.executable, "-m", "lvm.cli"]
-    fit = [*lvm, "fit", "--config", str(CONFIG), "--model.objective", f"{{name: iwae, gradient: {gradient}}}"]
+    fit = [*LVM, "fit", "--config", str(CONFIG), "--model.objective", f"{{name: iwae, gradient: {gradient}}}"]
     fit += ["--model.num_samples", str(args.k), "--seed_everything", str(seed)]
     fit += ["--trainer.max_epochs", str(args.epochs), "--trainer.default_root_dir", str(root)]
     fit += ["--trainer.logger.init_args.save_dir", str(root), *shlex.split(args.fit_args)]
@@ -75,8 +80,30 @@ def run_one(gradient: str, seed: int, args: argparse.Namespace) -> dict[str, Any
     ckpts = sorted(root.rglob("best-*.ckpt"), key=lambda p: p.stat().st_mtime)
     if not ckpts:
         raise SystemExit(f"no best checkpoint under {root}")
+    out = {
+        "gradient": gradient,
+        "seed": seed,
+        "k": args.k,
+        "epochs": args.epochs,
+        "train_seconds": round(train_s, 1),
+        "checkpoint": str(ckpts[-1]),
+        "command": shlex.join(["python", *fit[1:]]),
+        "curve": _curve(root),
+    }
+    record.parent.mkdir(exist_ok=True)
+    record.write_text(json.dumps(out, indent=2) + "\n")
+    print(f"{tag}: trained in {train_s:.0f} s", flush=True)
+    return out
+
+
+def run_one(gradient: str, seed: int, args: argparse.Namespace) -> dict[str, Any] | None:
+    """Train (unless done) and, unless ``--no-eval``, estimate the test NLL of the best checkpoint."""
+    fit = fit_one(gradient, seed, args)
+    if args.no_eval:
+        return None
+    tag = f"{gradient}_seed{seed}"
     dest = args.out / "compare" / tag
-    cmp = [*lvm, "compare", "--ckpt", str(ckpts[-1]), "--estimators", "importance"]
+    cmp = [*LVM, "compare", "--ckpt", fit["checkpoint"], "--estimators", "importance"]
     cmp += [
         "--num-samples",
         str(args.eval_k),
@@ -87,29 +114,25 @@ def run_one(gradient: str, seed: int, args: argparse.Namespace) -> dict[str, Any
         "--no-progress",
     ]
     cmp += ["--limit", str(args.limit)] if args.limit else []
-    eval_s = _run(cmp, logs / f"{tag}_compare.log")
+    eval_s = _run(cmp, args.out / "logs" / f"{tag}_compare.log")
     (row,) = json.loads((dest / "compare.json").read_text())["rows"]
     (dest / "compare.png").unlink(missing_ok=True)
     result = {
-        "gradient": gradient,
-        "seed": seed,
-        "k": args.k,
-        "epochs": args.epochs,
-        "train_seconds": round(train_s, 1),
+        **fit,
         "eval_seconds": round(eval_s, 1),
         "test_images": row["num_datapoints"],
         "eval_K": args.eval_k,
         "test_nll": -row["mean_log_px"],
         "test_nll_stderr": row["stderr"],
         "mean_ess": row["mean_ess"],
-        "checkpoint": str(ckpts[-1]),
-        "command": shlex.join(["python", *fit[1:]]),
-        "curve": _curve(root),
+        "eval_command": shlex.join(["python", *cmp[1:]]),
     }
     (args.out / "runs").mkdir(exist_ok=True)
     (args.out / "runs" / f"{tag}.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(f"{tag}: test NLL {result['test_nll']:.2f} (s.e. {row['stderr']:.2f}); {train_s:.0f} s training, "
-          f"{eval_s:.0f} s evaluation", flush=True)  # fmt: skip
+    print(
+        f"{tag}: test NLL {result['test_nll']:.2f} (s.e. {row['stderr']:.2f}); {eval_s:.0f} s evaluation",
+        flush=True,
+    )
     return result
 
 
@@ -117,13 +140,14 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--gradients", nargs="+", default=list(GRADIENTS), choices=GRADIENTS)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds")
-    p.add_argument("--epochs", type=int, default=4, help="epochs per run (4: the schedule's first 2 stages)")
+    p.add_argument("--epochs", type=int, default=3, help="epochs per run")
     p.add_argument("--k", type=int, default=64, help="importance samples of the training bound")
     p.add_argument("--eval-k", type=int, default=5000, help="importance samples per test image")
     p.add_argument("--limit", type=int, default=None, help="evaluate on the first N test images only")
     p.add_argument("--jobs", type=int, default=2, help="runs at once (one torch thread each)")
     p.add_argument("--fit-args", default="", help="extra lvm fit arguments, e.g. for a smoke run")
     p.add_argument("--out", type=Path, default=HERE / "results", help="output folder")
+    p.add_argument("--no-eval", action="store_true", help="only train (the evaluation runs on a later call)")
     p.add_argument("--redo", action="store_true", help="rerun (gradient, seed) pairs that have results")
     args = p.parse_args(argv)
     todo = [(g, s) for s in args.seeds for g in args.gradients]
