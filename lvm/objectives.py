@@ -61,7 +61,7 @@ def _takes(*gradients: str) -> Callable[[Callable[..., Bound]], Callable[..., Bo
 def detached(q: Distribution) -> Distribution:
     """``q`` rebuilt from its parameters detached: log q(z) then reaches q's parameters only through z.
 
-    The "stop gradient" of Roeder et al. (2017, sec. 3) and Tucker et al. (2019, sec. 3). Works for
+    The "stop gradient" of Roeder et al. (2017) and Tucker et al. (2019, sec. 3). Works for
     ``Independent`` wrappers around any distribution built from its ``arg_constraints`` parameters
     (Normal, Laplace, StudentT, ...): one more pass of the distribution, not of the encoder.
 
@@ -98,14 +98,14 @@ def elbo(
     same for every ``gradient``; the gradient of ``objective`` is
 
     - ``reparam``: through z = mu + sigma * eps (Kingma & Welling 2014, sec. 2.4).
-    - ``stl``: sticking the landing (Roeder et al. 2017, eq. 8), the gradient of
-      log p(x, z) - log q_{stop}(z | x) through z only, q's parameters detached in log q: the score
-      term E_q[grad log q] = 0 is dropped, unbiased, and zero per sample when q is the posterior.
+    - ``stl``: sticking the landing (Roeder et al. 2017), the gradient of log p(x, z) -
+      log q_{stop}(z | x) through z only, q's parameters detached in log q: the score term
+      E_q[grad log q] = 0 is dropped; unbiased, and zero per sample when q is the posterior.
     - ``score``: the score-function (REINFORCE) estimator of the terms the reparameterised ELBO
       estimates by Monte Carlo, f(z) = log p(x | z) (plus log p(z) - log q(z) where the KL has no
       closed form): mean_s (f(z_s) - b_s) grad log q(z_s), with the leave-one-out baseline
-      b_s = mean_{j != s} f(z_j) (Kool et al. 2019), a control variate independent of z_s, so it
-      stays unbiased; the analytic KL is differentiated exactly. The estimator the
+      b_s = mean_{j != s} f(z_j) (Kool, van Hoof & Welling 2019), a control variate independent
+      of z_s, so it stays unbiased; the analytic KL is differentiated exactly. The estimator the
       reparameterisation trick replaces (Kingma & Welling 2014, sec. 2.2); needs num_samples >= 2.
     """
     q = model.posterior(x)
@@ -150,7 +150,7 @@ def iwae_bound(
     value is the same for every ``gradient``; with normalised weights wt_i = w_i / sum_j w_j and
     d/dz_i taken with q's parameters held fixed, the encoder's gradient is
 
-    - ``reparam``: sum_i wt_i grad_phi log w_i, through z_i and log q (Burda et al. 2016, eq. 14).
+    - ``reparam``: sum_i wt_i grad_phi log w_i, through z_i and log q (Burda et al. 2016, sec. 3).
       Its signal-to-noise ratio falls as O(sqrt(M / k)) (Rainforth et al. 2018, Theorem 1).
     - ``stl``: sum_i wt_i d log w_i / dz_i dz_i / dphi, q's parameters detached in log q
       (Roeder et al. 2017). Biased for k > 1: the dropped term sum_i wt_i grad_phi log q(z_i)
