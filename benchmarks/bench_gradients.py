@@ -10,7 +10,8 @@ Each step is what ``lvm.VAE.training_step`` computes (the objective, its backwar
 tanh, Bernoulli) with a batch of 20 random binary images. Both models start from the same
 weights; each round times ``--steps`` steps of each, in alternating order; the ratio is DReG's
 time over reparam's in the same round, reported as the median over ``--rounds`` rounds with its
-min-max. Default environment: torch's default threads, no OpenMP or allocator variables.
+min-max. Default environment: torch's default threads, no OpenMP or allocator variables
+(``--threads N`` opts out, and the JSON's ``environment`` says so).
 
     python benchmarks/bench_gradients.py                      # K = 5 and 64, 5 rounds of 50 steps
     python benchmarks/bench_gradients.py --k 64 --rounds 7 --out benchmarks/results/gradients.json
@@ -89,8 +90,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=50, help="training steps per timing")
     p.add_argument("--rounds", type=int, default=5, help="interleaved rounds")
     p.add_argument("--batch", type=int, default=20, help="images per step")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own, labelled)")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/gradients.json"), help="JSON results")
     args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     x = torch.bernoulli(torch.full((args.batch, 784), 0.13), generator=torch.Generator().manual_seed(0))
     load_before = os.getloadavg()
     cases = [bench(k, args.steps, args.rounds, x) for k in args.k]
@@ -104,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         "cpu": _cpu(),
         "cores": cores,
         "torch_threads": torch.get_num_threads(),
+        "environment": f"set_num_threads({args.threads})" if args.threads else "default",
         "load_avg_before": load_before,
         "load_avg_after": load_after,
         "torch": torch.__version__,
