@@ -12,7 +12,7 @@ from lvm.encoders import DECODERS, ENCODERS
 from lvm.evaluation import EvaluatedModule
 from lvm.likelihoods import LIKELIHOODS
 from lvm.model import LatentVariableModel
-from lvm.objectives import OBJECTIVES, Bound
+from lvm.objectives import Bound, create_objective
 from lvm.optim import iwae_lr_factor, optimizer_settings
 from lvm.registry import Spec, require_plugins, spec_name
 
@@ -42,7 +42,8 @@ class VAE(EvaluatedModule):
         encoder: Encoder name or ``{"name": ..., **kwargs}`` (see ``lvm.list_encoders()``).
         decoder: Decoder name or spec (see ``lvm.list_decoders()``).
         likelihood: Likelihood name or spec (see ``lvm.list_likelihoods()``).
-        objective: ``"elbo"``, ``"iwae"`` or ``"prior_mc"`` (see ``lvm.objectives.OBJECTIVES``).
+        objective: ``"elbo"``, ``"iwae"`` or ``"prior_mc"``, or with its gradient estimator
+            ``{"name": "iwae", "gradient": "dreg"}`` (see :func:`lvm.objectives.create_objective`).
         num_samples: Samples of z per datapoint in the objective (k of the IWAE bound).
         kl_warmup_steps: Linearly raise the KL weight from 0 to 1 over this many steps (0: off).
         lr: Learning rate of the default optimiser, :class:`lvm.optim.Adam` (Kingma & Ba 2015's
@@ -73,7 +74,7 @@ class VAE(EvaluatedModule):
         encoder: Spec = "mlp",
         decoder: Spec = "mlp",
         likelihood: Spec = "bernoulli",
-        objective: str = "elbo",
+        objective: Spec = "elbo",
         num_samples: int = 1,
         kl_warmup_steps: int = 0,
         lr: float = 1e-3,
@@ -93,12 +94,12 @@ class VAE(EvaluatedModule):
             raise ValueError(f"num_samples must be >= 1; got {num_samples}")
         if lr_schedule not in _SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {', '.join(_SCHEDULES)}; got {lr_schedule!r}")
-        self.objective_fn = OBJECTIVES.get(objective)
+        self.objective_fn = create_objective(objective, num_samples)
         with require_plugins(plugins or {}):
             self.model = LatentVariableModel.build(
                 tuple(data_shape), latent_dim, encoder, decoder, likelihood
             )
-        if objective == "prior_mc":  # its bound never reaches q: frozen, so DDP waits for no gradient of it
+        if self.objective_fn.name == "prior_mc":  # q is unused: frozen, so DDP waits for no gradient of it
             for module in (self.model.encoder, self.model.posterior_head):
                 module.requires_grad_(False)
         from lvm.estimators import create_estimator  # local: estimators import the model
@@ -112,7 +113,7 @@ class VAE(EvaluatedModule):
         self.estimators = {name: create_estimator(s) for name, s in zip(names, estimators, strict=True)}
         # evaluation noise is keyed by (eval_seed, dataset index): the same for any batching or process count
         self._eval_elbo = create_estimator({"name": "elbo", "num_samples": num_samples})
-        bound = _EVAL_BOUND.get(objective)
+        bound = _EVAL_BOUND.get(self.objective_fn.name)
         self._eval_bound = self._eval_elbo if bound == "elbo" else None  # None: from ``self(x)``
         if bound not in (None, "elbo"):
             self._eval_bound = create_estimator({"name": bound, "num_samples": num_samples})
