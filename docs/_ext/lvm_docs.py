@@ -82,6 +82,7 @@ def _owners(modules: list[str]) -> dict[str, list[str]]:
 def _title(module: str) -> str:
     mod = importlib.import_module(module)
     first = (mod.__doc__ or module).strip().splitlines()[0].rstrip(".")
+    first = first.removeprefix(f"{module.rsplit('.', 1)[-1]}: ")  # "lvm: latent ..." on the lvm page
     return f"``{module}``: {first[0].lower() + first[1:] if first[:2] != first[:2].upper() else first}"
 
 

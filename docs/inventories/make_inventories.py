@@ -63,7 +63,6 @@ TABLES: dict[str, tuple[str, str, list[tuple[str, str, str]]]] = {
             ("torch.logsumexp", "py:function", "generated/torch.logsumexp.html#$"),
             ("torch.load", "py:function", "generated/torch.load.html#$"),
             ("torch.manual_seed", "py:function", "generated/torch.manual_seed.html#$"),
-            ("torchrun", "std:doc", "elastic/run.html"),
         ],
     ),
     "lightning": (
@@ -122,12 +121,6 @@ TABLES: dict[str, tuple[str, str, list[tuple[str, str, str]]]] = {
             ("lightning.pytorch.callbacks.ModelCheckpoint", "py:class", "api/$.html#$"),
             ("lightning.pytorch.cli.LightningCLI", "py:class", "api/$.html#$"),
             ("lightning.pytorch.strategies.DDPStrategy", "py:class", "api/$.html#$"),
-            (
-                "lightning.pytorch.seed_everything",
-                "py:function",
-                "api/lightning.fabric.utilities.seed.seed_everything.html#lightning.fabric.utilities.seed.seed_everything",
-            ),
-            ("lightning.fabric.utilities.seed.seed_everything", "py:function", "api/$.html#$"),
         ],
     ),
     "torchmetrics": (

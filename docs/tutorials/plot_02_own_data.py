@@ -99,8 +99,14 @@ bits = prototypes[g.integers(0, 4, 3000)] ^ (g.random((3000, 16)) < 0.05)
 np.save(folder / "bits.npy", bits.astype(np.float32))
 
 patterns = FileDataModule(str(folder / "bits.npy"), split=[0.8, 0.1, 0.1], batch_size=100, seed=0)
-bits_vae = lvm.VAE(data_shape=patterns.data_shape, latent_dim=2, likelihood="bernoulli", lr=3e-3,
-                   encoder={"name": "mlp", "hidden": [64]}, decoder={"name": "mlp", "hidden": [64]})  # fmt: skip
+bits_vae = lvm.VAE(
+    data_shape=patterns.data_shape,
+    latent_dim=2,
+    likelihood="bernoulli",
+    lr=3e-3,
+    encoder={"name": "mlp", "hidden": [64]},
+    decoder={"name": "mlp", "hidden": [64]},
+)
 bits_metrics = fit(bits_vae, patterns, epochs=10)
 
 # %%
@@ -121,8 +127,12 @@ except ValueError as err:
 negative = (folder / "rows.csv").read_text().splitlines()
 negative[4] = "3,-1,0.5,0.5"  # a negative income, outside the Gamma's support (0, inf)
 (folder / "negative.csv").write_text("\n".join(negative) + "\n")
-bad = FileDataModule(str(folder / "negative.csv"), split=[0.8, 0.1, 0.1], columns=["income", "age_z", "spend_z"],
-                     missing="drop")  # fmt: skip
+bad = FileDataModule(
+    str(folder / "negative.csv"),
+    split=[0.8, 0.1, 0.1],
+    columns=["income", "age_z", "spend_z"],
+    missing="drop",
+)
 try:
     fit(tab_vae, bad, epochs=1)
 except ValueError as err:
@@ -136,14 +146,22 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 names = ["rows.csv (composite)", "bits.npy (bernoulli)"]
 cells = [
-    [f"{m['test/count']:.0f}", f"{m['test/elbo']:.3f} ± {m['test/elbo_stderr']:.3f}",
-     f"{m['test/reconstruction']:.3f}", f"{m['test/kl']:.3f}"]
+    [
+        f"{m['test/count']:.0f}",
+        f"{m['test/elbo']:.3f} ± {m['test/elbo_stderr']:.3f}",
+        f"{m['test/reconstruction']:.3f}",
+        f"{m['test/kl']:.3f}",
+    ]
     for m in (tab_metrics, bits_metrics)
-]  # fmt: skip
+]
 fig, ax = plt.subplots(figsize=(7, 1.3))
 ax.axis("off")
-ax.table(cellText=cells, rowLabels=names, colLabels=["test rows", "ELBO ± s.e.", "reconstruction", "KL"],
-         loc="center")  # fmt: skip
+ax.table(
+    cellText=cells,
+    rowLabels=names,
+    colLabels=["test rows", "ELBO ± s.e.", "reconstruction", "KL"],
+    loc="center",
+)
 fig.tight_layout()
 for name, row in zip(names, cells, strict=True):
     print(f"{name:22s} " + "  ".join(row))

@@ -117,10 +117,22 @@ data = TensorDataModule(heavy(3000), heavy(300), heavy(1000), batch_size=100, se
 results = {}
 for likelihood in ({"name": "gaussian", "scale": "per_output"}, "my_laplace"):
     L.seed_everything(0, verbose=False)
-    vae = lvm.VAE(data_shape=[5], latent_dim=2, likelihood=likelihood, lr=3e-3,
-                  encoder={"name": "mlp", "hidden": [64]}, decoder={"name": "mlp", "hidden": [64]})  # fmt: skip
-    trainer = L.Trainer(max_epochs=15, accelerator="cpu", logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
+    vae = lvm.VAE(
+        data_shape=[5],
+        latent_dim=2,
+        likelihood=likelihood,
+        lr=3e-3,
+        encoder={"name": "mlp", "hidden": [64]},
+        decoder={"name": "mlp", "hidden": [64]},
+    )
+    trainer = L.Trainer(
+        max_epochs=15,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     trainer.fit(vae, datamodule=data)
     metrics = trainer.test(vae, datamodule=data, verbose=False)[0]
     results[lvm.registry.spec_name(likelihood)] = (metrics["test/elbo"], metrics["test/elbo_stderr"])

@@ -45,8 +45,14 @@ vae = lvm.VAE(
 )
 print(vae.model.likelihood)
 L.seed_everything(0, verbose=False)
-trainer = L.Trainer(max_epochs=30, accelerator="cpu", logger=False, enable_checkpointing=False,
-                    enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
+trainer = L.Trainer(
+    max_epochs=30,
+    accelerator="cpu",
+    logger=False,
+    enable_checkpointing=False,
+    enable_progress_bar=False,
+    enable_model_summary=False,
+)
 trainer.fit(vae, datamodule=data)
 
 # %%

@@ -33,8 +33,9 @@ from lvm.semi_supervised import SemiSupervisedVAE
 (x_train, y_train), (x_val, y_val), (x_test, y_test) = (
     digits(n, seed=s) for n, s in ((4000, 1), (500, 2), (1000, 3))
 )
-base = TensorDataModule(x_train, x_val, x_test, train_labels=y_train, val_labels=y_val, test_labels=y_test,
-                        batch_size=100, seed=0)  # fmt: skip
+base = TensorDataModule(
+    x_train, x_val, x_test, train_labels=y_train, val_labels=y_val, test_labels=y_test, batch_size=100, seed=0
+)
 data = SemiSupervisedDataModule(base, num_labels=100, num_classes=10, labelled_batch_size=50, label_seed=0)
 
 # %%
@@ -55,8 +56,14 @@ m2 = SemiSupervisedVAE(
     lr=3e-3,
     bound_stages=["test"],
 )
-trainer = L.Trainer(max_epochs=8, accelerator="cpu", logger=False, enable_checkpointing=False,
-                    enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
+trainer = L.Trainer(
+    max_epochs=8,
+    accelerator="cpu",
+    logger=False,
+    enable_checkpointing=False,
+    enable_progress_bar=False,
+    enable_model_summary=False,
+)
 trainer.fit(m2, datamodule=data)
 (metrics,) = trainer.test(m2, datamodule=data, verbose=False)
 
@@ -94,8 +101,10 @@ for c in range(10):
     for s in range(8):
         axes[c, s].imshow(images[s, c], cmap="gray_r", vmin=0, vmax=1)
         axes[c, s].axis("off")
-fig.suptitle(f"M2, 100 labels: rows y = 0..9, columns one z each\ntest accuracy {metrics['test/accuracy']:.3f}",
-             fontsize=9)  # fmt: skip
+fig.suptitle(
+    f"M2, 100 labels: rows y = 0..9, columns one z each\ntest accuracy {metrics['test/accuracy']:.3f}",
+    fontsize=9,
+)
 fig.tight_layout()
 
 # %%

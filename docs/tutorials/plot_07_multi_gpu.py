@@ -93,9 +93,23 @@ torchrun = [
 #    lvm fit --config mnist_vae --config mnist_vae_ddp --trainer.accelerator gpu --trainer.devices 4 --trainer.strategy ddp
 #
 # Here, 2 CPU processes:
-fit = ["fit", "--config", "tabular_vae", "--config", "run.yaml", "--test_after_fit", "true",
-       "--model.estimators", "[{name: importance, num_samples: 100}]",
-       "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp"]  # fmt: skip
+fit = [
+    "fit",
+    "--config",
+    "tabular_vae",
+    "--config",
+    "run.yaml",
+    "--test_after_fit",
+    "true",
+    "--model.estimators",
+    "[{name: importance, num_samples: 100}]",
+    "--trainer.accelerator",
+    "cpu",
+    "--trainer.devices",
+    "2",
+    "--trainer.strategy",
+    "ddp",
+]
 shown = " ".join(f"'{a}'" if " " in a else a for a in fit)
 out = run([*torchrun, "-m", "lvm.cli", *fit], f"torchrun --nproc-per-node 2 -m lvm.cli {shown}")
 two = {k: float(v) for k, v in re.findall(r"(test/\S+)\s+(-?\d+\.\d+(?:e-?\d+)?)", out)}
@@ -132,7 +146,6 @@ fig.tight_layout()
 #
 #    torchrun --nproc-per-node 4 -m lvm.cli compare --ckpt checkpoints/last.ckpt --estimators elbo,importance --num-samples 1,100,5000
 #
-# %%
 # Several nodes with torchrun
 # ---------------------------
 # Run the same command on every node, with ``NODE_RANK`` = 0, 1, ... and ``MASTER_ADDR`` the

@@ -43,28 +43,70 @@ def read(path: str) -> dict:
 
 rows = []
 mnist = read("mnist/results_main/results.json")
-rows.append(("mnist main job: test ELBO (nats)", mnist["test_elbo_mean"], mnist["test_elbo_sd"], "seeds " + " ".join(map(str, mnist["seeds"])),
-             "mnist/results_main/results.json"))  # fmt: skip
+rows.append(
+    (
+        "mnist main job: test ELBO (nats)",
+        mnist["test_elbo_mean"],
+        mnist["test_elbo_sd"],
+        "seeds " + " ".join(map(str, mnist["seeds"])),
+        "mnist/results_main/results.json",
+    )
+)
 iwae = read("mnist/results_s2/summary.json")
 for name in ("vae_k1", "iwae_k5", "iwae_k50"):
     v = iwae["variants"][name]
-    rows.append((f"mnist {name}, {v['epochs']} epochs: test NLL (nats)", v["test_nll"]["mean"], v["test_nll"]["sd"],
-                 "seeds " + " ".join(map(str, v["seeds"])), "mnist/results_s2/summary.json"))  # fmt: skip
+    rows.append(
+        (
+            f"mnist {name}, {v['epochs']} epochs: test NLL (nats)",
+            v["test_nll"]["mean"],
+            v["test_nll"]["sd"],
+            "seeds " + " ".join(map(str, v["seeds"])),
+            "mnist/results_s2/summary.json",
+        )
+    )
 est = read("estimators/summary.json")
 runs = f"{len(est['files'])} runs"  # seeds 0 1 2 (its README); the summary lists their files
 for model in ("vae", "iwae"):
     f = est["figures"][model]
-    rows.append((f"estimators, {model}: IS (K=5000) - AIS (T=1000)", f["is_minus_ais"]["mean"], f["is_minus_ais"]["sd"],
-                 runs, "estimators/summary.json"))  # fmt: skip
-    rows.append((f"estimators, {model}: BDMC sandwich width", f["sandwich_width"]["mean"], f["sandwich_width"]["sd"],
-                 runs, "estimators/summary.json"))  # fmt: skip
+    rows.append(
+        (
+            f"estimators, {model}: IS (K=5000) - AIS (T=1000)",
+            f["is_minus_ais"]["mean"],
+            f["is_minus_ais"]["sd"],
+            runs,
+            "estimators/summary.json",
+        )
+    )
+    rows.append(
+        (
+            f"estimators, {model}: BDMC sandwich width",
+            f["sandwich_width"]["mean"],
+            f["sandwich_width"]["sd"],
+            runs,
+            "estimators/summary.json",
+        )
+    )
 tab = read("tabular/results_seeds/summary.json")
 gap = tab["rows"]["VAE, importance sampling K=5000"]["gap_to_truth"]
-rows.append(("tabular: IS log p(x) - true density (nats/row)", gap["mean"], gap["sd"], "seeds " + " ".join(map(str, tab["seeds"])),
-             "tabular/results_seeds/summary.json"))  # fmt: skip
+rows.append(
+    (
+        "tabular: IS log p(x) - true density (nats/row)",
+        gap["mean"],
+        gap["sd"],
+        "seeds " + " ".join(map(str, tab["seeds"])),
+        "tabular/results_seeds/summary.json",
+    )
+)
 m2 = read("semi_supervised/results_e120/summary.json")
-rows.append((f"M2, 3,000 labels, {m2['max_epochs']} epochs: test accuracy", m2["test_accuracy_mean"],
-             m2["test_accuracy_sd"], "seeds " + " ".join(map(str, m2["seeds"])), "semi_supervised/results_e120/summary.json"))  # fmt: skip
+rows.append(
+    (
+        f"M2, 3,000 labels, {m2['max_epochs']} epochs: test accuracy",
+        m2["test_accuracy_mean"],
+        m2["test_accuracy_sd"],
+        "seeds " + " ".join(map(str, m2["seeds"])),
+        "semi_supervised/results_e120/summary.json",
+    )
+)
 
 for what, mean, sd, seeds, path in rows:
     print(f"{what:52s} {mean:10.4f} ± {sd:.4f}  {seeds:12s} experiments/{path}")
