@@ -203,7 +203,7 @@ def test_size_factor_data_is_checked(x: list, needle: str) -> None:
 
 # -- the continuous Bernoulli near lambda = 1/2 ----------------------------------------------------
 def test_continuous_bernoulli_normaliser_is_stable_near_one_half_in_float32() -> None:
-    # The case of a typo in a normaliser that gave negative KL (tensorflow/probability#1511):
+    # A typo in this normaliser once gave negative KL divergences in a widely used library:
     # log C in float32 against the closed form in float64, around and across the Taylor switch
     from lvm.likelihoods.continuous_bernoulli import LogitContinuousBernoulli, log_normaliser
 
