@@ -167,6 +167,11 @@ def test_passes_the_conformance_kit(name: str) -> None:
     check_likelihood(spec.pop("name"), **spec)
 
 
+def test_the_kit_takes_image_shaped_events_and_configured_instances() -> None:
+    check_likelihood("discretized_logistic", (1, 2, 2), num_components=2)
+    check_likelihood(create_likelihood("negative_binomial", (5,), init_theta=3.0), init_theta=3.0)
+
+
 # -- the size factor -------------------------------------------------------------------------
 @pytest.mark.parametrize("name", ["poisson", "negative_binomial", "zip", "zinb"])
 def test_size_factor_scales_the_mean_of_each_count(name: str) -> None:
