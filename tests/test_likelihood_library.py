@@ -167,6 +167,11 @@ def test_passes_the_conformance_kit(name: str) -> None:
     check_likelihood(spec.pop("name"), **spec)
 
 
+def test_the_kit_takes_image_shaped_events_and_configured_instances() -> None:
+    check_likelihood("discretized_logistic", (1, 2, 2), num_components=2)
+    check_likelihood(create_likelihood("negative_binomial", (5,), init_theta=3.0), init_theta=3.0)
+
+
 # -- the size factor -------------------------------------------------------------------------
 @pytest.mark.parametrize("name", ["poisson", "negative_binomial", "zip", "zinb"])
 def test_size_factor_scales_the_mean_of_each_count(name: str) -> None:
@@ -203,7 +208,7 @@ def test_size_factor_data_is_checked(x: list, needle: str) -> None:
 
 # -- the continuous Bernoulli near lambda = 1/2 ----------------------------------------------------
 def test_continuous_bernoulli_normaliser_is_stable_near_one_half_in_float32() -> None:
-    # The case of a typo in a normaliser that gave negative KL (tensorflow/probability#1511):
+    # A typo in this normaliser once gave negative KL divergences in a widely used library:
     # log C in float32 against the closed form in float64, around and across the Taylor switch
     from lvm.likelihoods.continuous_bernoulli import LogitContinuousBernoulli, log_normaliser
 

@@ -12,6 +12,7 @@ from torch.distributions import Distribution
 
 from lvm.likelihoods.base import Likelihood, ParamSpec
 from lvm.likelihoods.registry import register_likelihood
+from lvm.likelihoods.violations import first_violation
 
 __all__ = ["Beta"]
 
@@ -80,10 +81,4 @@ class Beta(Likelihood):
         return _OpenBeta(torch.sigmoid(mean_logit) * precision, torch.sigmoid(-mean_logit) * precision)
 
     def support_violation(self, x: Tensor) -> str | None:
-        bad = (x <= 0) | (x >= 1)
-        if not bad.any():
-            return None
-        idx = bad.nonzero()[0].tolist()
-        return (
-            f"got {int(bad.sum())} value(s) outside (0, 1) (first: {x[tuple(idx)].item():g} at index {idx})"
-        )
+        return first_violation(x, (x <= 0) | (x >= 1), "outside (0, 1)")

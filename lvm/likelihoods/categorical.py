@@ -12,6 +12,7 @@ from torch.distributions import Distribution
 
 from lvm.likelihoods.base import Likelihood
 from lvm.likelihoods.registry import register_likelihood
+from lvm.likelihoods.violations import first_violation
 
 __all__ = ["Categorical", "Codes"]
 
@@ -88,13 +89,7 @@ class Categorical(Likelihood):
 
     def support_violation(self, x: Tensor) -> str | None:
         bad = (x < 0) | (x > self.num_categories - 1) | (x != torch.round(x))
-        if not bad.any():
-            return None
-        idx = bad.nonzero()[0].tolist()
-        return (
-            f"got {int(bad.sum())} value(s) that are not integer codes 0..{self.num_categories - 1} "
-            f"(first: {x[tuple(idx)].item():g} at index {idx})"
-        )
+        return first_violation(x, bad, f"that are not integer codes 0..{self.num_categories - 1}")
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, num_categories={self.num_categories}"

@@ -10,6 +10,7 @@ from torch import Tensor
 from torch.distributions import Distribution, Independent, constraints
 
 from lvm.likelihoods.base import Likelihood
+from lvm.likelihoods.violations import first_violation
 
 __all__ = ["CountLikelihood", "SizeFactored", "count_violation"]
 
@@ -18,11 +19,7 @@ _NO_SAMPLES = torch.Size()
 
 def count_violation(x: Tensor) -> str | None:
     """A message naming the first value of ``x`` that is not a non-negative integer, or None."""
-    bad = (x < 0) | (x != torch.round(x))
-    if not bad.any():
-        return None
-    idx = bad.nonzero()[0].tolist()
-    return f"got {int(bad.sum())} value(s) that are not non-negative integers (first: {x[tuple(idx)].item():g} at index {idx})"
+    return first_violation(x, (x < 0) | (x != torch.round(x)), "that are not non-negative integers")
 
 
 class SizeFactored(Distribution):

@@ -13,6 +13,7 @@ from torch.distributions import Categorical, Distribution, constraints
 
 from lvm.likelihoods.base import Likelihood
 from lvm.likelihoods.registry import register_likelihood
+from lvm.likelihoods.violations import first_violation
 
 __all__ = ["DiscretizedLogistic", "DiscretizedLogisticMixture"]
 
@@ -177,13 +178,7 @@ class DiscretizedLogistic(Likelihood):
     def support_violation(self, x: Tensor) -> str | None:
         k = x * (self.levels - 1)
         bad = (x < 0) | (x > 1) | ((k - torch.round(k)).abs() > 1e-3)
-        if not bad.any():
-            return None
-        idx = bad.nonzero()[0].tolist()
-        return (
-            f"got {int(bad.sum())} value(s) off the grid k/{self.levels - 1}, k = 0..{self.levels - 1} "
-            f"(first: {x[tuple(idx)].item():g} at index {idx})"
-        )
+        return first_violation(x, bad, f"off the grid k/{self.levels - 1}, k = 0..{self.levels - 1}")
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, num_components={self.num_components}, levels={self.levels}"
