@@ -113,12 +113,13 @@ class Estimator:
         return self.num_samples
 
     def chunks(
-        self, model: LatentVariableModel, x: Tensor, total: int | None = None
+        self, model: LatentVariableModel, x: Tensor, total: int | None = None, adaptive: bool = True
     ) -> Iterator[tuple[int, int]]:
         """(start, count) of the chunks of ``total`` samples (default ``num_samples``); the last may be short.
 
-        The chunks run under :class:`~lvm.estimators.threads.AdaptiveThreads`: at the caller's torch
-        thread count or at one thread, whichever measures faster while the loop runs.
+        With ``adaptive`` the chunks run under :class:`~lvm.estimators.threads.AdaptiveThreads`: at
+        the caller's torch thread count or at one thread, whichever measures faster while the loop
+        runs (an estimator whose chunks are few and long adapts inside them instead).
         """
         total = self.num_samples if total is None else total
         size = self.chunk_size
@@ -128,7 +129,7 @@ class Estimator:
             size = max(1, CHUNK_BYTES // (x.shape[0] * raw_size * x.element_size()))
         starts = range(0, total, size)
         sizes = [min(size, total - start) for start in starts]
-        for i in AdaptiveThreads().loop(sizes):  # the caller's threads or one, by measurement
+        for i in AdaptiveThreads().loop(sizes) if adaptive else range(len(sizes)):
             yield starts[i], sizes[i]
 
     def __repr__(self) -> str:

@@ -45,9 +45,9 @@ class AdaptiveThreads:
         self._best: dict[int, float] = {}
         self._last: dict[int, float] = {}
 
-    def loop(self, sizes: list[int]) -> Iterator[int]:
-        """Yield the index of each chunk of ``sizes`` (samples per chunk), run at the thread count
-        this policy chose, and restore the caller's count at the end."""
+    def loop(self, sizes: list[int], start: int = 0) -> Iterator[int]:
+        """Yield ``start`` + the index of each chunk of ``sizes`` (samples per chunk), run at the
+        thread count this policy chose, and restore the caller's count at the end."""
         adapt = self.caller > 1 and len(sizes) >= 4
         probe: int | None = None
         try:
@@ -57,9 +57,9 @@ class AdaptiveThreads:
                 if threads != torch.get_num_threads():
                     torch.set_num_threads(threads)
                 self.history.append(threads)
-                start = time.perf_counter()
-                yield i
-                per_sample = (time.perf_counter() - start) / max(size, 1)
+                began = time.perf_counter()
+                yield start + i
+                per_sample = (time.perf_counter() - began) / max(size, 1)
                 if adapt and i > 0:
                     probe = self._record(threads, per_sample)
         finally:
