@@ -15,7 +15,9 @@ from lvm.model import LatentVariableModel
 
 
 @pytest.fixture
-def two_threads() -> Iterator[None]:
+def two_threads(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Two torch threads, and a process that has measured nothing yet."""
+    monkeypatch.setattr(threads_module, "preference", threads_module.ThreadPreference())
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     yield
@@ -43,8 +45,14 @@ def test_one_thread_is_chosen_when_it_is_faster_and_the_callers_setting_comes_ba
     monkeypatch.setattr(threads_module.time, "perf_counter", clock)
     policy = AdaptiveThreads()
     clock.run(policy, [10] * 8)
-    assert policy.history == [2, 2, 1, 1, 1, 1, 1, 1]
+    assert policy.history == [1, 1, 2, 1, 1, 1, 1, 1]  # one chunk at the slow setting
     assert torch.get_num_threads() == 2
+    later = AdaptiveThreads(remeasure_every=3)  # the next loops keep what the first measured
+    clock.run(later, [10] * 5)
+    assert later.history == [1] * 5
+    clock.run(again := AdaptiveThreads(remeasure_every=3), [10] * 5)
+    clock.run(third := AdaptiveThreads(remeasure_every=3), [10] * 5)  # measured 3 loops ago: once more
+    assert again.history == [1] * 5 and third.history == [1, 1, 2, 1, 1]
 
 
 def test_the_callers_threads_stay_when_faster_and_a_slowdown_is_measured_again(
@@ -55,7 +63,7 @@ def test_the_callers_threads_stay_when_faster_and_a_slowdown_is_measured_again(
     monkeypatch.setattr(threads_module.time, "perf_counter", clock)
     policy = AdaptiveThreads()
     clock.run(policy, [10] * 9)
-    assert policy.history == [2, 2, 1, 2, 2, 2, 1, 1, 1]  # chunk 5 slows down; 6 measures one thread
+    assert policy.history == [1, 1, 2, 2, 2, 2, 1, 1, 1]  # chunk 5 slows down; 6 measures one thread
     assert torch.get_num_threads() == 2
 
 
@@ -77,7 +85,7 @@ def test_an_error_in_the_loop_restores_the_callers_threads(
         for i in AdaptiveThreads().loop([10] * 8):
             clock.now += 50.0 if torch.get_num_threads() == 2 else 10.0
             if i == 4:
-                assert torch.get_num_threads() == 1
+                assert torch.get_num_threads() == 1 and threads_module.preference.threads == 1
                 raise RuntimeError("boom")
     assert torch.get_num_threads() == 2
 
