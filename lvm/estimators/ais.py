@@ -15,6 +15,7 @@ from lvm.estimators.diagnostics import LogWeights
 from lvm.estimators.noise import NormalNoise, Stream, stream_seed, transition_seed
 from lvm.estimators.registry import register_estimator
 from lvm.estimators.sampling import LatentSampler, log_density
+from lvm.estimators.threads import AdaptiveThreads
 
 if TYPE_CHECKING:
     from lvm.model import LatentVariableModel
@@ -143,7 +144,7 @@ def anneal(
     used = []
     log_w = torch.zeros(count, batch, dtype=torch.float64, device=z.device)
     steps = len(betas) - 1
-    for t in range(1, steps + 1):
+    for t in AdaptiveThreads().loop([count] * steps, start=1):  # each step: one unit of the thread policy
         b = betas[t]
         log_w += (b - betas[t - 1]) * (log_g - log_r).to(torch.float64)
         if t == steps:
@@ -298,7 +299,7 @@ class AnnealedImportanceSampling(Estimator):
         _, _, step_sizes = anneal(model, x, pilot(0, self.pilot_chains), betas, params, index=index,
                                   seed=pilot_seed, chain_start=0, **kwargs)  # fmt: skip
         acc = LogWeights(self.num_samples)
-        for first, count in self.chunks(model, x):
+        for first, count in self.chunks(model, x, adaptive=False):  # anneal() adapts per step
             z = main(first, count)  # (C, B, L)
             log_w, _, _ = anneal(model, x, z, betas, params, index=index, seed=seed, chain_start=first,
                                  step_sizes=step_sizes, **kwargs)  # fmt: skip

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, ClassVar
 import torch
 from torch import Tensor
 
+from lvm.estimators.threads import AdaptiveThreads
+
 if TYPE_CHECKING:
     from lvm.model import LatentVariableModel
 
@@ -111,17 +113,24 @@ class Estimator:
         return self.num_samples
 
     def chunks(
-        self, model: LatentVariableModel, x: Tensor, total: int | None = None
+        self, model: LatentVariableModel, x: Tensor, total: int | None = None, adaptive: bool = True
     ) -> Iterator[tuple[int, int]]:
-        """(start, count) of the chunks of ``total`` samples (default ``num_samples``); the last may be short."""
+        """(start, count) of the chunks of ``total`` samples (default ``num_samples``); the last may be short.
+
+        With ``adaptive`` the chunks run under :class:`~lvm.estimators.threads.AdaptiveThreads`: at
+        the caller's torch thread count or at one thread, whichever measures faster while the loop
+        runs (an estimator whose chunks are few and long adapts inside them instead).
+        """
         total = self.num_samples if total is None else total
         size = self.chunk_size
         if size is None:
             lik = getattr(model, "likelihood", None)
             raw_size = int(getattr(lik, "raw_size", 0) or x[0].numel())
             size = max(1, CHUNK_BYTES // (x.shape[0] * raw_size * x.element_size()))
-        for start in range(0, total, size):
-            yield start, min(size, total - start)
+        starts = range(0, total, size)
+        sizes = [min(size, total - start) for start in starts]
+        for i in AdaptiveThreads().loop(sizes) if adaptive else range(len(sizes)):
+            yield starts[i], sizes[i]
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(num_samples={self.num_samples}, chunk_size={self.chunk_size})"

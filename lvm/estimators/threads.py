@@ -1,0 +1,121 @@
+"""The thread policy of the estimators' chunk loops: the caller's thread count or one thread, whichever runs faster."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+
+__all__ = ["AdaptiveThreads", "ThreadPreference", "preference"]
+
+
+@dataclass
+class ThreadPreference:
+    """What this process has measured so far: the faster setting, and loops run since it was measured.
+
+    Attributes:
+        threads: The thread count that ran faster when last measured (None: not measured yet).
+        caller: The caller's thread count it was measured against.
+        loops_since_measured: Loops run at ``threads`` without measuring the other setting.
+    """
+
+    threads: int | None = None
+    caller: int | None = None
+    loops_since_measured: int = 0
+
+
+#: The process's measured preference, shared by every loop (an estimate is many loops: one per batch).
+preference = ThreadPreference()
+
+
+class AdaptiveThreads:
+    """Runs a loop of similar chunks at the caller's torch thread count or at one thread, by measurement.
+
+    An estimate is many chunks of the same work (decoder passes and log densities over C samples).
+    Each chunk issues hundreds of parallel kernels, each ending at a barrier where all of torch's
+    threads meet; when the machine has more runnable threads than cores (other processes, a
+    notebook beside a training run), a thread that the scheduler has parked holds every barrier,
+    and a chunk can take ten times as long as with one thread, which waits at no barrier. On an
+    idle machine the caller's threads are the faster. So loops measure both, sparingly:
+
+    - the first loop of the process (with at least four chunks) runs chunk 0 at one thread
+      (unmeasured: first-touch allocation), chunk 1 at one thread and chunk 2 at the caller's
+      count, and keeps the faster per sample (:data:`preference`) for its other chunks;
+    - later loops run at the preferred setting and measure the other on one chunk again after
+      ``remeasure_every`` loops, or as soon as a chunk of the preferred setting takes over
+      ``slowdown`` times its best per sample in that loop (the machine's load changed).
+
+    So at most one chunk per change of load, or per ``remeasure_every`` loops, runs at the slower
+    setting. The caller's setting is restored when the loop ends, however it ends. With one
+    thread, or fewer than four chunks, a loop runs at the caller's count. The numbers do not depend
+    on the setting: torch's CPU kernels give the same results at one and two threads for the
+    estimators' shapes (``tests/test_threads.py`` pins this). The measurement behind the policy:
+    ``benchmarks/results/threads_*.json`` (``benchmarks/README.md``).
+
+    Args:
+        slowdown: The factor on the preferred setting's best time per sample in a loop that
+            triggers a measurement of the other.
+        remeasure_every: Loops between measurements of the other setting when nothing slows down.
+    """
+
+    def __init__(self, slowdown: float = 1.5, remeasure_every: int = 16) -> None:
+        self.slowdown, self.remeasure_every = slowdown, remeasure_every
+        self.caller = torch.get_num_threads()
+        #: The thread count of each chunk run so far, in order (for tests and benchmarks).
+        self.history: list[int] = []
+
+    def loop(self, sizes: list[int], start: int = 0) -> Iterator[int]:
+        """Yield ``start`` + the index of each chunk of ``sizes`` (samples per chunk), run at the
+        thread count this policy chose, and restore the caller's count at the end."""
+        if self.caller == 1 or len(sizes) < 4:
+            self.history.extend([self.caller] * len(sizes))
+            yield from range(start, start + len(sizes))
+            return
+        pref = preference
+        if pref.caller != self.caller:  # measured against another count: measure again
+            pref.threads, pref.caller, pref.loops_since_measured = None, self.caller, 0
+        other = {1: self.caller, self.caller: 1}
+        plan = self._first_plan() if pref.threads is None else self._plan(pref)
+        last: dict[int, float] = {}  # this loop's latest time per sample, by setting
+        best: dict[int, float] = {}  # and its best
+        try:
+            for i, size in enumerate(sizes):
+                threads = plan.pop(0) if plan else self._choice(last, pref)
+                if threads != torch.get_num_threads():
+                    torch.set_num_threads(threads)
+                self.history.append(threads)
+                began = time.perf_counter()
+                yield start + i
+                per_sample = (time.perf_counter() - began) / max(size, 1)
+                if i == 0 and pref.threads is None:
+                    continue  # first touch of the buffers
+                slowed = threads in best and per_sample > self.slowdown * best[threads]
+                last[threads], best[threads] = per_sample, min(best.get(threads, per_sample), per_sample)
+                if slowed and not plan and last[threads] <= last.get(other[threads], float("inf")):
+                    plan = [other[threads]]  # the load changed: measure the other setting now
+                if len(last) == 2:
+                    pref.threads = self._choice(last, pref)
+                    pref.loops_since_measured = 0
+        finally:
+            if torch.get_num_threads() != self.caller:
+                torch.set_num_threads(self.caller)
+            pref.loops_since_measured += 1
+
+    def _first_plan(self) -> list[int]:
+        return [1, 1, self.caller]
+
+    def _plan(self, pref: ThreadPreference) -> list[int]:
+        assert pref.threads is not None
+        if pref.loops_since_measured >= self.remeasure_every:
+            other = 1 if pref.threads != 1 else self.caller
+            return [pref.threads, pref.threads, other]  # warm, measure, then the other once
+        return []
+
+    @staticmethod
+    def _choice(last: dict[int, float], pref: ThreadPreference) -> int:
+        """The setting whose latest chunk ran faster per sample, else the process's preference."""
+        if len(last) == 2:
+            return min(last, key=last.__getitem__)
+        return pref.threads if pref.threads is not None else next(iter(last))

@@ -1,0 +1,107 @@
+"""The estimators' thread policy: the faster of the caller's thread count and one thread, the caller's
+setting restored, and the same numbers either way."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import torch
+
+from lvm.estimators import create_estimator
+from lvm.estimators import threads as threads_module
+from lvm.estimators.threads import AdaptiveThreads
+from lvm.model import LatentVariableModel
+
+
+@pytest.fixture
+def two_threads(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Two torch threads, and a process that has measured nothing yet."""
+    monkeypatch.setattr(threads_module, "preference", threads_module.ThreadPreference())
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+class FakeClock:
+    """``time.perf_counter`` whose chunks take ``cost(threads, chunk)`` seconds per sample."""
+
+    def __init__(self, cost) -> None:
+        self.now, self.cost, self.chunk = 0.0, cost, 0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def run(self, policy: AdaptiveThreads, sizes: list[int]) -> None:
+        for i in policy.loop(sizes):
+            self.now += self.cost(torch.get_num_threads(), i) * sizes[i]
+
+
+def test_one_thread_is_chosen_when_it_is_faster_and_the_callers_setting_comes_back(
+    two_threads: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = FakeClock(lambda threads, i: 5.0 if threads == 2 else 1.0)  # a machine with busy neighbours
+    monkeypatch.setattr(threads_module.time, "perf_counter", clock)
+    policy = AdaptiveThreads()
+    clock.run(policy, [10] * 8)
+    assert policy.history == [1, 1, 2, 1, 1, 1, 1, 1]  # one chunk at the slow setting
+    assert torch.get_num_threads() == 2
+    later = AdaptiveThreads(remeasure_every=3)  # the next loops keep what the first measured
+    clock.run(later, [10] * 5)
+    assert later.history == [1] * 5
+    clock.run(again := AdaptiveThreads(remeasure_every=3), [10] * 5)
+    clock.run(third := AdaptiveThreads(remeasure_every=3), [10] * 5)  # measured 3 loops ago: once more
+    assert again.history == [1] * 5 and third.history == [1, 1, 2, 1, 1]
+
+
+def test_the_callers_threads_stay_when_faster_and_a_slowdown_is_measured_again(
+    two_threads: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # idle until chunk 5, then neighbours arrive: two threads become 4x slower than one
+    clock = FakeClock(lambda threads, i: (1.0 if i < 5 else 8.0) if threads == 2 else 2.0)
+    monkeypatch.setattr(threads_module.time, "perf_counter", clock)
+    policy = AdaptiveThreads()
+    clock.run(policy, [10] * 9)
+    assert policy.history == [1, 1, 2, 2, 2, 2, 1, 1, 1]  # chunk 5 slows down; 6 measures one thread
+    assert torch.get_num_threads() == 2
+
+
+def test_nothing_changes_with_one_thread_or_few_chunks(two_threads: None) -> None:
+    policy = AdaptiveThreads()
+    assert list(policy.loop([5, 5, 5])) == [0, 1, 2] and policy.history == [2, 2, 2]
+    torch.set_num_threads(1)
+    policy = AdaptiveThreads()
+    list(policy.loop([5] * 6))
+    assert policy.history == [1] * 6
+
+
+def test_an_error_in_the_loop_restores_the_callers_threads(
+    two_threads: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = FakeClock(lambda threads, i: 5.0 if threads == 2 else 1.0)
+    monkeypatch.setattr(threads_module.time, "perf_counter", clock)
+    with pytest.raises(RuntimeError, match="boom"):
+        for i in AdaptiveThreads().loop([10] * 8):
+            clock.now += 50.0 if torch.get_num_threads() == 2 else 10.0
+            if i == 4:
+                assert torch.get_num_threads() == 1 and threads_module.preference.threads == 1
+                raise RuntimeError("boom")
+    assert torch.get_num_threads() == 2
+
+
+@pytest.mark.parametrize("name", ["importance", "prior", "elbo", "ais"])
+def test_estimates_are_the_same_whatever_the_policy_chooses(two_threads: None, name: str) -> None:
+    torch.manual_seed(0)
+    mlp = {"name": "mlp", "hidden": [32], "activation": "tanh"}
+    model = LatentVariableModel.build((64,), 3, encoder=mlp, decoder=mlp, likelihood="bernoulli").eval()
+    x = (torch.rand(50, 64) < 0.3).float()
+    spec = {"name": name, "num_samples": 40, "chunk_size": 5}
+    if name == "ais":
+        spec["steps"] = 5
+    est = create_estimator(spec)
+    index = torch.arange(x.shape[0])
+    mixed = est.estimate(model, x, index=index, seed=3).log_px
+    torch.set_num_threads(1)
+    single = est.estimate(model, x, index=index, seed=3).log_px
+    assert torch.equal(mixed, single)
