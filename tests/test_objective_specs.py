@@ -70,6 +70,15 @@ LIKELIHOODS = {
                                         {"name": "gamma", "columns": list(range(6, 12))}]},
         lambda n: torch.cat([torch.randn(n, 6), torch.rand(n, 6) + 0.1], 1),
     ),
+    "poisson": ("poisson", lambda n: torch.poisson(torch.full((n, 12), 3.0))),
+    "negative_binomial": ("negative_binomial", lambda n: torch.poisson(torch.full((n, 12), 3.0))),
+    "zip": ("zip", lambda n: torch.poisson(torch.full((n, 12), 1.0))),
+    "zinb": ("zinb", lambda n: torch.poisson(torch.full((n, 12), 1.0))),
+    "categorical": ({"name": "categorical", "num_categories": 4}, lambda n: torch.randint(0, 4, (n, 12)).float()),
+    "beta": ("beta", lambda n: torch.rand(n, 12) * 0.9 + 0.05),
+    "continuous_bernoulli": ("continuous_bernoulli", lambda n: torch.rand(n, 12)),
+    "student_t": ("student_t", lambda n: torch.randn(n, 12)),
+    "discretized_logistic": ("discretized_logistic", lambda n: torch.randint(0, 256, (n, 12)).float() / 255),
 }  # fmt: skip
 
 
