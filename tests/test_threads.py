@@ -105,3 +105,16 @@ def test_estimates_are_the_same_whatever_the_policy_chooses(two_threads: None, n
     torch.set_num_threads(1)
     single = est.estimate(model, x, index=index, seed=3).log_px
     assert torch.equal(mixed, single)
+
+
+def test_a_setting_that_slowed_since_an_earlier_loop_is_measured_against_the_other(
+    two_threads: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loads = {"busy": False}
+    clock = FakeClock(lambda threads, i: (8.0 if loads["busy"] else 1.0) if threads == 2 else 2.0)
+    monkeypatch.setattr(threads_module.time, "perf_counter", clock)
+    clock.run(first := AdaptiveThreads(), [10] * 6)
+    assert first.history == [1, 1, 2, 2, 2, 2] and threads_module.preference.threads == 2
+    loads["busy"] = True  # neighbours arrive between two loops: every chunk at 2 threads is slow
+    clock.run(second := AdaptiveThreads(), [10] * 6)
+    assert second.history == [2, 1, 1, 1, 1, 1] and threads_module.preference.threads == 1

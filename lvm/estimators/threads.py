@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -24,6 +24,9 @@ class ThreadPreference:
     threads: int | None = None
     caller: int | None = None
     loops_since_measured: int = 0
+    #: Seconds per sample of each setting when last measured, for loops of chunks of ``size``.
+    seconds: dict[int, float] = field(default_factory=dict)
+    size: int | None = None
 
 
 #: The process's measured preference, shared by every loop (an estimate is many loops: one per batch).
@@ -45,7 +48,8 @@ class AdaptiveThreads:
       count, and keeps the faster per sample (:data:`preference`) for its other chunks;
     - later loops run at the preferred setting and measure the other on one chunk again after
       ``remeasure_every`` loops, or as soon as a chunk of the preferred setting takes over
-      ``slowdown`` times its best per sample in that loop (the machine's load changed).
+      ``slowdown`` times its best per sample in that loop, or than when it was last measured on
+      chunks of the same size (the machine's load changed).
 
     So at most one chunk per change of load, or per ``remeasure_every`` loops, runs at the slower
     setting. The caller's setting is restored when the loop ends, however it ends. With one
@@ -55,13 +59,15 @@ class AdaptiveThreads:
     ``benchmarks/results/threads_*.json`` (``benchmarks/README.md``).
 
     Args:
-        slowdown: The factor on the preferred setting's best time per sample in a loop that
-            triggers a measurement of the other.
+        slowdown: The factor on the preferred setting's best time per sample (in this loop, or
+            as last measured for chunks of this size) that triggers a measurement of the other.
         remeasure_every: Loops between measurements of the other setting when nothing slows down.
+        margin: The caller's count is chosen when its time per sample is below ``margin`` times
+            one thread's.
     """
 
-    def __init__(self, slowdown: float = 1.5, remeasure_every: int = 16) -> None:
-        self.slowdown, self.remeasure_every = slowdown, remeasure_every
+    def __init__(self, slowdown: float = 1.5, remeasure_every: int = 16, margin: float = 0.9) -> None:
+        self.slowdown, self.remeasure_every, self.margin = slowdown, remeasure_every, margin
         self.caller = torch.get_num_threads()
         #: The thread count of each chunk run so far, in order (for tests and benchmarks).
         self.history: list[int] = []
@@ -76,6 +82,8 @@ class AdaptiveThreads:
         pref = preference
         if pref.caller != self.caller:  # measured against another count: measure again
             pref.threads, pref.caller, pref.loops_since_measured = None, self.caller, 0
+        if pref.size != sizes[0]:  # other work: the times measured before do not compare
+            pref.seconds, pref.size = {}, sizes[0]
         other = {1: self.caller, self.caller: 1}
         plan = self._first_plan() if pref.threads is None else self._plan(pref)
         last: dict[int, float] = {}  # this loop's latest time per sample, by setting
@@ -91,13 +99,14 @@ class AdaptiveThreads:
                 per_sample = (time.perf_counter() - began) / max(size, 1)
                 if i == 0 and pref.threads is None:
                     continue  # first touch of the buffers
-                slowed = threads in best and per_sample > self.slowdown * best[threads]
+                reference = best.get(threads, pref.seconds.get(threads))  # this loop's, else earlier loops'
+                slowed = reference is not None and per_sample > self.slowdown * reference
                 last[threads], best[threads] = per_sample, min(best.get(threads, per_sample), per_sample)
                 if slowed and not plan and last[threads] <= last.get(other[threads], float("inf")):
                     plan = [other[threads]]  # the load changed: measure the other setting now
                 if len(last) == 2:
                     pref.threads = self._choice(last, pref)
-                    pref.loops_since_measured = 0
+                    pref.seconds, pref.loops_since_measured = dict(last), 0
         finally:
             if torch.get_num_threads() != self.caller:
                 torch.set_num_threads(self.caller)
@@ -113,9 +122,13 @@ class AdaptiveThreads:
             return [pref.threads, pref.threads, other]  # warm, measure, then the other once
         return []
 
-    @staticmethod
-    def _choice(last: dict[int, float], pref: ThreadPreference) -> int:
-        """The setting whose latest chunk ran faster per sample, else the process's preference."""
+    def _choice(self, last: dict[int, float], pref: ThreadPreference) -> int:
+        """The setting whose latest chunk ran faster per sample, else the process's preference.
+
+        Several threads must beat one by ``margin``: a wrong choice of them can cost ten times
+        the time on a crowded machine, a wrong choice of one at most the thread count's speed-up
+        until the next measurement.
+        """
         if len(last) == 2:
-            return min(last, key=last.__getitem__)
+            return self.caller if last[self.caller] < self.margin * last[1] else 1
         return pref.threads if pref.threads is not None else next(iter(last))
