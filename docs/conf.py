@@ -30,6 +30,9 @@ torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 # Library deprecation notices are not the tutorials' output (as in pytest's filterwarnings).
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 warnings.filterwarnings("ignore", category=UserWarning, module=r"lightning\..*")
+# torch's FutureWarning on Lightning's use of its pytree LeafSpec, raised from Lightning's code
+# (lvm's own LVMDeprecationWarning, also a FutureWarning, is not attributed to Lightning: shown).
+warnings.filterwarnings("ignore", category=FutureWarning, module=r"lightning\..*")
 # Lightning's INFO lines ("GPU available: False", tips) would fill every tutorial's output.
 logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
 logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
@@ -61,7 +64,11 @@ lvm_api_modules = [
     "lvm.data",
     "lvm.semi_supervised",
     "lvm.registry",
-    # TODO(integrator): one line each once merged: "lvm.evaluate", "lvm.testing", "lvm.diagnostics"
+    "lvm.evaluate",
+    "lvm.testing",
+    "lvm.diagnostics",
+    "lvm.optim",
+    "lvm.deprecation",
 ]
 
 # tutorials/ is sphinx-gallery's source (its README.rst becomes auto_tutorials/index.rst)

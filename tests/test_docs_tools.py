@@ -76,3 +76,19 @@ def test_docstring_maths_is_escaped_outside_literals() -> None:
     assert lvm_docs._escape("**kwargs and |log p_n - log p_m|") == r"\*\*kwargs and \|log p_n - log p_m\|"
     kept = "``(*batch, *event)`` and *emphasis* and :class:`~lvm.VAE` and **strong**"
     assert lvm_docs._escape(kept) == kept
+
+
+def test_methods_a_dependency_put_on_an_lvm_class_are_skipped() -> None:
+    pytest.importorskip("sphinx")
+    sys.path.insert(0, str(DOCS / "_ext"))
+    import lvm_docs
+    import torch
+
+    from lvm.likelihoods import Likelihood
+    from lvm.optim import Adam
+
+    Adam([torch.nn.Parameter(torch.zeros(2))])  # torch sets its wrapped ``step`` on the subclass
+    assert "step" in vars(Adam)
+    assert lvm_docs.skip_foreign_member(None, "class", "step", Adam.step, False, {}) is True
+    assert lvm_docs.skip_foreign_member(None, "class", "check", Likelihood.check, False, {}) is None
+    assert lvm_docs.skip_foreign_member(None, "module", "Adam", Adam, False, {}) is None

@@ -83,7 +83,9 @@ def _title(module: str) -> str:
     mod = importlib.import_module(module)
     first = (mod.__doc__ or module).strip().splitlines()[0].rstrip(".")
     first = first.removeprefix(f"{module.rsplit('.', 1)[-1]}: ")  # "lvm: latent ..." on the lvm page
-    return f"``{module}``: {first[0].lower() + first[1:] if first[:2] != first[:2].upper() else first}"
+    word = first.split()[0]
+    keep = len(word) > 1 and word.isupper()  # an acronym ("SNR of ...") keeps its case; "A kit" does not
+    return f"``{module}``: {first if keep else first[0].lower() + first[1:]}"
 
 
 def _attr_doc(module: str, name: str) -> list[str]:
@@ -340,6 +342,20 @@ def restore_attribute_docstring(
         lines[:] = _kept.pop(name)
 
 
+def skip_foreign_member(app: Sphinx, what: str, name: str, obj: Any, skip: bool, options: Any) -> bool | None:
+    """Skip a method that a dependency put on an lvm class; its docs belong to the dependency's site.
+
+    torch's ``Optimizer.__init__`` wraps ``step`` and sets it on the subclass of its first
+    instance, so once a tutorial (run in this process) has trained, :class:`lvm.optim.Adam` has
+    a ``step`` of its own whose code and docstring are torch's. None leaves the decision to autodoc.
+    """
+    if what == "class" and inspect.isroutine(obj):
+        module = getattr(inspect.unwrap(obj), "__module__", None) or ""
+        if module and module != "lvm" and not module.startswith("lvm."):
+            return True
+    return None
+
+
 # -- lvm SUBCOMMAND --help --------------------------------------------------------------------
 def _run_help(sub: str) -> str:
     env = {**os.environ, "COLUMNS": "100", "LVM_DEBUG": ""}
@@ -404,6 +420,7 @@ def setup(app: Sphinx) -> dict[str, Any]:
     app.connect("missing-reference", resolve_by_object, priority=600)  # after intersphinx (500)
     app.connect("autodoc-process-docstring", preprocess_docstring, priority=400)  # before napoleon
     app.connect("autodoc-process-docstring", restore_attribute_docstring, priority=600)  # after it
+    app.connect("autodoc-skip-member", skip_foreign_member)
     app.connect("env-check-consistency", check_coverage)
     app.add_directive("lvm-help", LvmHelp)
     app.add_directive("lvm-run", LvmRun)

@@ -3,8 +3,10 @@ Your own data: CSV and ``.npy`` files
 =====================================
 
 :class:`lvm.data.FileDataModule` (registered as ``files``) reads ``.csv`` (a header row of
-column names), ``.npy``, ``.npz`` and ``.pt``: one file per split, or one file split at random by
-``split=[train, val, test]`` fractions. Here we write both kinds of file to a temporary folder,
+column names; ``categorical`` columns of category names are read as codes), ``.npy``, ``.npz``,
+``.pt`` (tensors and plain values only) and ``.h5ad`` (AnnData, with the optional ``anndata``
+package): one file per split, or one file split at random by ``split=[train, val, test]``
+fractions. Here we write both kinds of file to a temporary folder,
 fit a model to each, and see what a broken file does.
 """
 
