@@ -117,7 +117,7 @@ class Estimator:
     ) -> Iterator[tuple[int, int]]:
         """(start, count) of the chunks of ``total`` samples (default ``num_samples``); the last may be short.
 
-        With ``adaptive`` the chunks run under :class:`~lvm.estimators.threads.AdaptiveThreads`: at
+        With ``adaptive`` the chunks run under ``lvm.estimators.threads.AdaptiveThreads``: at
         the caller's torch thread count or at one thread, whichever measures faster while the loop
         runs (an estimator whose chunks are few and long adapts inside them instead).
         """
