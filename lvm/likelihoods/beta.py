@@ -77,7 +77,7 @@ class Beta(Likelihood):
         self.min_precision = float(min_precision)
         self.params = (ParamSpec("mean_logit"), ParamSpec("precision", "softplus", self.min_precision))
 
-    def distribution(self, mean_logit: Tensor, precision: Tensor) -> Distribution:  # type: ignore[override]
+    def distribution(self, mean_logit: Tensor, precision: Tensor) -> Distribution:
         return _OpenBeta(torch.sigmoid(mean_logit) * precision, torch.sigmoid(-mean_logit) * precision)
 
     def support_violation(self, x: Tensor) -> str | None:

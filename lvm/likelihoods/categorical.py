@@ -67,7 +67,7 @@ class Categorical(Likelihood):
         self.num_categories = num_categories
 
     @property
-    def support(self) -> str:  # type: ignore[override]
+    def support(self) -> str:
         return f"{{0, 1, ..., {self.num_categories - 1}}}"
 
     @property
@@ -84,7 +84,7 @@ class Categorical(Likelihood):
         batch = raw.shape[:-1]
         return {"logits": raw.reshape(*batch, self.num_categories, *self.event_shape).movedim(len(batch), -1)}
 
-    def distribution(self, logits: Tensor) -> Distribution:  # type: ignore[override]
+    def distribution(self, logits: Tensor) -> Distribution:
         return Codes(logits=logits, validate_args=False)
 
     def support_violation(self, x: Tensor) -> str | None:

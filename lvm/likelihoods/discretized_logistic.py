@@ -50,7 +50,7 @@ class DiscretizedLogisticMixture(Distribution):
         super().__init__(logits.shape[:-1], validate_args=False)
 
     @property
-    def support(self) -> constraints.Constraint:  # type: ignore[override]
+    def support(self) -> constraints.Constraint:
         return constraints.interval(0.0, 1.0)
 
     def enumerate_support(self, expand: bool = True) -> Tensor:
@@ -153,7 +153,7 @@ class DiscretizedLogistic(Likelihood):
         self.num_components, self.levels, self.min_scale = num_components, levels, float(min_scale)
 
     @property
-    def support(self) -> str:  # type: ignore[override]
+    def support(self) -> str:
         return f"{{0, 1/{self.levels - 1}, ..., 1}}"
 
     @property
@@ -172,7 +172,7 @@ class DiscretizedLogistic(Likelihood):
         logits, loc, g = blocks.unbind(len(batch))
         return {"logits": logits, "loc": loc, "scale": F.softplus(g) + self.min_scale}
 
-    def distribution(self, logits: Tensor, loc: Tensor, scale: Tensor) -> Distribution:  # type: ignore[override]
+    def distribution(self, logits: Tensor, loc: Tensor, scale: Tensor) -> Distribution:
         return DiscretizedLogisticMixture(logits, loc, scale, self.levels)
 
     def support_violation(self, x: Tensor) -> str | None:

@@ -92,7 +92,7 @@ class Case:
                     return base.log_prob(x.reshape(len(x), rows, *self.event)).reshape(len(x), P).double()
 
             self._elementwise = (raw, base, support, samples, mass_of(support, log_prob, samples))
-        return self._elementwise  # type: ignore[return-value]
+        return self._elementwise
 
 
 def base_of(dist: Distribution) -> Distribution:

@@ -44,10 +44,10 @@ def moments(c: Case) -> None:
         fail("moments", f"{type(base).__name__} has no mean; Likelihood.mean(raw) needs it")
     sd = mass.var.sqrt()
     for i in range(len(mass.total)):
-        if not (math.isfinite(mean[i]) and math.isfinite(mass.var[i])):  # type: ignore[index]
+        if not (math.isfinite(mean[i]) and math.isfinite(mass.var[i])):
             continue
-        if abs(mean[i] - mass.mean[i]) > 1e-5 * (sd[i] + mass.mean[i].abs()):  # type: ignore[index]
-            fail("moments", f"the distribution's mean {mean[i].item():.9g} differs from E[x] = "  # type: ignore[index]
+        if abs(mean[i] - mass.mean[i]) > 1e-5 * (sd[i] + mass.mean[i].abs()):
+            fail("moments", f"the distribution's mean {mean[i].item():.9g} differs from E[x] = "
                   f"{mass.mean[i].item():.9g} under its log_prob at {c.describe(raw, i)}")  # fmt: skip
         if var is None or not math.isfinite(var[i]) or mass.m4[i] > _MAX_KURTOSIS * mass.var[i] ** 2:
             continue

@@ -104,7 +104,7 @@ class Support:
     def inside(self) -> list[float]:
         """Data values in the hull of the support, bounds included (the likelihood's ``check`` decides)."""
         if self.kind == "finite":
-            v = self.values.tolist()  # type: ignore[union-attr]
+            v = self.values.tolist()
             return sorted({v[0], v[min(1, len(v) - 1)], v[len(v) // 2], v[-1]})
         if self.kind == "integer":
             return [self.lower + k for k in (0, 1, 2, 5, 30, 1000)]
@@ -137,7 +137,7 @@ class Support:
         if self.kind == "integer":
             return self.lower + 0.5
         if self.kind == "finite" and len(self.values) > 1:  # type: ignore[arg-type]
-            v = self.values.tolist()  # type: ignore[union-attr]
+            v = self.values.tolist()
             return (v[0] + v[1]) / 2
         return None
 
