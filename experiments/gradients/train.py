@@ -72,7 +72,14 @@ def fit_one(gradient: str, seed: int, args: argparse.Namespace) -> dict[str, Any
     root = Path("runs") / "gradients" / f"e{args.epochs}" / tag
     logs = args.out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    fit = [*LVM, "fit", "--config", str(CONFIG), "--model.objective", f"{{name: iwae, gradient: {gradient}}}"]
+    fit = [
+        *LVM,
+        "fit",
+        "--config",
+        os.path.relpath(CONFIG),
+        "--model.objective",
+        f"{{name: iwae, gradient: {gradient}}}",
+    ]
     fit += ["--model.num_samples", str(args.k), "--seed_everything", str(seed)]
     fit += ["--trainer.max_epochs", str(args.epochs), "--trainer.default_root_dir", str(root)]
     fit += ["--trainer.logger.init_args.save_dir", str(root), *shlex.split(args.fit_args)]
