@@ -111,15 +111,8 @@ def run_one(gradient: str, seed: int, args: argparse.Namespace) -> dict[str, Any
     tag = f"{gradient}_seed{seed}"
     dest = args.out / "compare" / tag
     cmp = [*LVM, "compare", "--ckpt", fit["checkpoint"], "--estimators", "importance"]
-    cmp += [
-        "--num-samples",
-        str(args.eval_k),
-        "--data-config",
-        str(CONFIG),
-        "--out",
-        str(dest),
-        "--no-progress",
-    ]
+    cmp += ["--num-samples", str(args.eval_k), "--data-config", os.path.relpath(CONFIG)]
+    cmp += ["--out", os.path.relpath(dest), "--no-progress"]
     cmp += ["--limit", str(args.limit)] if args.limit else []
     eval_s = _run(cmp, args.out / "logs" / f"{tag}_compare.log")
     (row,) = json.loads((dest / "compare.json").read_text())["rows"]
