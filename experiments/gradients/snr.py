@@ -12,7 +12,7 @@ training split, binarised once with seed 0) and prints |E g| / sd g averaged ove
 the decoder's scalar parameters (and the median). ``--runs`` instead measures, for every model
 of ``train.py``, the encoder's SNR of both training estimators at the training K.
 
-    python experiments/gradients/snr.py                      # the K sweep on results/runs/reparam_seed0's model
+    python experiments/gradients/snr.py                      # the K sweep on results/fits/reparam_seed0.json model
     python experiments/gradients/snr.py --ckpt runs/x/best.ckpt --k 1 10 100 --repeats 50
     python experiments/gradients/snr.py --runs               # encoder SNR of each trained run
     python experiments/gradients/snr.py --replot             # the figure from results/snr.json
@@ -64,7 +64,7 @@ def sweep(args: argparse.Namespace) -> dict[str, Any]:
     from lvm.checkpoint import load_vae
     from lvm.diagnostics import gradient_snr
 
-    ckpt = args.ckpt or Path(json.loads((RESULTS / "runs" / "reparam_seed0.json").read_text())["checkpoint"])
+    ckpt = args.ckpt or Path(json.loads((RESULTS / "fits" / "reparam_seed0.json").read_text())["checkpoint"])
     vae, _ = load_vae(ckpt)
     x = training_batch(args.batch)
     rows = []
@@ -89,7 +89,7 @@ def per_run(args: argparse.Namespace) -> dict[str, Any]:
 
     x = training_batch(args.batch)
     rows = []
-    for f in sorted((RESULTS / "runs").glob("*.json")):
+    for f in sorted((RESULTS / "fits").glob("*.json")):
         run = json.loads(f.read_text())
         vae, _ = load_vae(run["checkpoint"])
         for g in ("reparam", "dreg"):

@@ -72,7 +72,14 @@ def fit_one(gradient: str, seed: int, args: argparse.Namespace) -> dict[str, Any
     root = Path("runs") / "gradients" / f"e{args.epochs}" / tag
     logs = args.out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    fit = [*LVM, "fit", "--config", str(CONFIG), "--model.objective", f"{{name: iwae, gradient: {gradient}}}"]
+    fit = [
+        *LVM,
+        "fit",
+        "--config",
+        os.path.relpath(CONFIG),
+        "--model.objective",
+        f"{{name: iwae, gradient: {gradient}}}",
+    ]
     fit += ["--model.num_samples", str(args.k), "--seed_everything", str(seed)]
     fit += ["--trainer.max_epochs", str(args.epochs), "--trainer.default_root_dir", str(root)]
     fit += ["--trainer.logger.init_args.save_dir", str(root), *shlex.split(args.fit_args)]
@@ -104,15 +111,8 @@ def run_one(gradient: str, seed: int, args: argparse.Namespace) -> dict[str, Any
     tag = f"{gradient}_seed{seed}"
     dest = args.out / "compare" / tag
     cmp = [*LVM, "compare", "--ckpt", fit["checkpoint"], "--estimators", "importance"]
-    cmp += [
-        "--num-samples",
-        str(args.eval_k),
-        "--data-config",
-        str(CONFIG),
-        "--out",
-        str(dest),
-        "--no-progress",
-    ]
+    cmp += ["--num-samples", str(args.eval_k), "--data-config", os.path.relpath(CONFIG)]
+    cmp += ["--out", os.path.relpath(dest), "--no-progress"]
     cmp += ["--limit", str(args.limit)] if args.limit else []
     eval_s = _run(cmp, args.out / "logs" / f"{tag}_compare.log")
     (row,) = json.loads((dest / "compare.json").read_text())["rows"]
