@@ -117,4 +117,37 @@ def test_a_setting_that_slowed_since_an_earlier_loop_is_measured_against_the_oth
     assert first.history == [1, 1, 2, 2, 2, 2] and threads_module.preference.threads == 2
     loads["busy"] = True  # neighbours arrive between two loops: every chunk at 2 threads is slow
     clock.run(second := AdaptiveThreads(), [10] * 6)
-    assert second.history == [2, 1, 1, 1, 1, 1] and threads_module.preference.threads == 1
+    assert second.history == [2, 2, 1, 1, 1, 1] and threads_module.preference.threads == 1
+
+
+def test_a_slowdown_at_one_thread_measures_nothing(
+    two_threads: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # one thread preferred; from chunk 5 a neighbour makes it 3x slower, and two threads stay slower still
+    clock = FakeClock(lambda threads, i: 15.0 if threads == 2 else (1.0 if i < 5 else 3.0))
+    monkeypatch.setattr(threads_module.time, "perf_counter", clock)
+    clock.run(policy := AdaptiveThreads(), [10] * 9)
+    assert policy.history == [1, 1, 2, 1, 1, 1, 1, 1, 1]  # only the first loop's measurement
+
+
+def test_a_speedup_at_one_thread_measures_the_callers_count_once(
+    two_threads: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a crowded machine until chunk 5, then idle: two threads become the faster
+    clock = FakeClock(lambda threads, i: (8.0 if i < 5 else 0.5) if threads == 2 else (4.0 if i < 5 else 1.0))
+    monkeypatch.setattr(threads_module.time, "perf_counter", clock)
+    clock.run(policy := AdaptiveThreads(), [10] * 9)
+    assert policy.history == [1, 1, 2, 1, 1, 1, 2, 2, 2]  # chunk 5 runs 4x faster; 6 measures two threads
+    assert threads_module.preference.threads == 2
+
+
+def test_the_slow_first_chunk_of_a_loop_measures_nothing(
+    two_threads: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # chunk 0 of every loop touches fresh buffers: 3x slower; two threads are the slower setting throughout
+    clock = FakeClock(lambda threads, i: (3.0 if i == 0 else 1.0) * (10.0 if threads == 2 else 1.0))
+    monkeypatch.setattr(threads_module.time, "perf_counter", clock)
+    clock.run(AdaptiveThreads(), [10] * 6)
+    for _ in range(3):
+        clock.run(later := AdaptiveThreads(), [10] * 6)
+        assert later.history == [1] * 6

@@ -139,12 +139,16 @@ def anneal(
         u = (z - loc) / scale
         return log_g.detach(), g_g, log_norm - 0.5 * u.square().sum(-1), -u / scale
 
-    log_g, g_g, log_r, g_r = evaluate(z)
     eps = torch.full((batch,), float(step_size), dtype=z.dtype, device=z.device)
     used = []
     log_w = torch.zeros(count, batch, dtype=torch.float64, device=z.device)
     steps = len(betas) - 1
-    for t in AdaptiveThreads().loop([count] * steps, start=1):  # each step: one unit of the thread policy
+    # Each step is one unit of the thread policy, and so is the first evaluation (t = 0): at the
+    # caller's threads on a crowded machine it alone took 10x a step at one thread.
+    for t in AdaptiveThreads().loop([count] * (steps + 1)):
+        if t == 0:
+            log_g, g_g, log_r, g_r = evaluate(z)
+            continue
         b = betas[t]
         log_w += (b - betas[t - 1]) * (log_g - log_r).to(torch.float64)
         if t == steps:

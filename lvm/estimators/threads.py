@@ -47,9 +47,12 @@ class AdaptiveThreads:
       (unmeasured: first-touch allocation), chunk 1 at one thread and chunk 2 at the caller's
       count, and keeps the faster per sample (:data:`preference`) for its other chunks;
     - later loops run at the preferred setting and measure the other on one chunk again after
-      ``remeasure_every`` loops, or as soon as a chunk of the preferred setting takes over
-      ``slowdown`` times its best per sample in that loop, or than when it was last measured on
-      chunks of the same size (the machine's load changed).
+      ``remeasure_every`` loops, or as soon as the machine's load changes the preferred
+      setting's time per sample by ``slowdown`` or ``speedup`` (against its best in that loop,
+      or when it was last measured on chunks of the same size) in the direction that could
+      change the choice: the caller's count slowing down, or one thread speeding up
+      (:meth:`_probe`). Chunk 0 of every
+      loop is not measured: it touches the loop's buffers first and runs slower than the rest.
 
     So at most one chunk per change of load, or per ``remeasure_every`` loops, runs at the slower
     setting. The caller's setting is restored when the loop ends, however it ends. With one
@@ -59,15 +62,21 @@ class AdaptiveThreads:
     ``benchmarks/results/threads_*.json`` (``benchmarks/README.md``).
 
     Args:
-        slowdown: The factor on the preferred setting's best time per sample (in this loop, or
-            as last measured for chunks of this size) that triggers a measurement of the other.
+        slowdown: The factor on the caller's count's best time per sample (in this loop, or as
+            last measured for chunks of this size) that triggers a measurement of one thread.
+        speedup: The factor below one thread's best time per sample that triggers a measurement
+            of the caller's count; larger than ``slowdown`` because on a crowded machine that
+            one chunk can take ten times one thread's.
         remeasure_every: Loops between measurements of the other setting when nothing slows down.
         margin: The caller's count is chosen when its time per sample is below ``margin`` times
             one thread's.
     """
 
-    def __init__(self, slowdown: float = 1.5, remeasure_every: int = 16, margin: float = 0.9) -> None:
-        self.slowdown, self.remeasure_every, self.margin = slowdown, remeasure_every, margin
+    def __init__(
+        self, slowdown: float = 1.5, speedup: float = 2.0, remeasure_every: int = 16, margin: float = 0.9
+    ) -> None:
+        self.slowdown, self.speedup = slowdown, speedup
+        self.remeasure_every, self.margin = remeasure_every, margin
         self.caller = torch.get_num_threads()
         #: The thread count of each chunk run so far, in order (for tests and benchmarks).
         self.history: list[int] = []
@@ -84,10 +93,10 @@ class AdaptiveThreads:
             pref.threads, pref.caller, pref.loops_since_measured = None, self.caller, 0
         if pref.size != sizes[0]:  # other work: the times measured before do not compare
             pref.seconds, pref.size = {}, sizes[0]
-        other = {1: self.caller, self.caller: 1}
         plan = self._first_plan() if pref.threads is None else self._plan(pref)
         last: dict[int, float] = {}  # this loop's latest time per sample, by setting
         best: dict[int, float] = {}  # and its best
+        probed: set[int] = set()  # settings measured in this loop because the load changed
         try:
             for i, size in enumerate(sizes):
                 threads = plan.pop(0) if plan else self._choice(last, pref)
@@ -97,13 +106,12 @@ class AdaptiveThreads:
                 began = time.perf_counter()
                 yield start + i
                 per_sample = (time.perf_counter() - began) / max(size, 1)
-                if i == 0 and pref.threads is None:
-                    continue  # first touch of the buffers
+                if i == 0:
+                    continue  # first touch of the loop's buffers: slower than the chunks after it
                 reference = best.get(threads, pref.seconds.get(threads))  # this loop's, else earlier loops'
-                slowed = reference is not None and per_sample > self.slowdown * reference
+                if reference is not None and not plan:
+                    plan = self._probe(threads, per_sample, reference, last, probed)
                 last[threads], best[threads] = per_sample, min(best.get(threads, per_sample), per_sample)
-                if slowed and not plan and last[threads] <= last.get(other[threads], float("inf")):
-                    plan = [other[threads]]  # the load changed: measure the other setting now
                 if len(last) == 2:
                     pref.threads = self._choice(last, pref)
                     pref.seconds, pref.loops_since_measured = dict(last), 0
@@ -111,6 +119,27 @@ class AdaptiveThreads:
             if torch.get_num_threads() != self.caller:
                 torch.set_num_threads(self.caller)
             pref.loops_since_measured += 1
+
+    def _probe(
+        self, threads: int, per_sample: float, reference: float, last: dict[int, float], probed: set[int]
+    ) -> list[int]:
+        """Measure the other setting on the next chunk when the load has changed its way, else nothing.
+
+        A chunk at the caller's count that slowed by ``slowdown`` (neighbours arrived) measures one
+        thread, unless one thread already ran slower in this loop. A chunk at one thread that slowed
+        measures nothing: more load only makes more threads slower, and measuring them is the one
+        expensive chunk (measuring them again on every slowdown ran AIS with a spinning neighbour at
+        1.44x one thread's time, median of 3 rounds, with 8 of its 60 chunks at the caller's count:
+        ``benchmarks/results/threads_ais_k100_busy1.json``). A chunk at one thread that sped up by
+        ``speedup`` (the load dropped) measures the caller's count, once per loop.
+        """
+        if threads != 1:
+            slowed = per_sample > self.slowdown * reference
+            return [1] if slowed and per_sample <= last.get(1, float("inf")) else []
+        if per_sample * self.speedup < reference and self.caller not in probed:
+            probed.add(self.caller)
+            return [self.caller]
+        return []
 
     def _first_plan(self) -> list[int]:
         return [1, 1, self.caller]
