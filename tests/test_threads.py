@@ -151,3 +151,31 @@ def test_the_slow_first_chunk_of_a_loop_measures_nothing(
     for _ in range(3):
         clock.run(later := AdaptiveThreads(), [10] * 6)
         assert later.history == [1] * 6
+
+
+def test_a_whole_estimate_runs_at_one_thread_once_its_loops_prefer_it(
+    two_threads: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    torch.manual_seed(0)
+    mlp = {"name": "mlp", "hidden": [16], "activation": "tanh"}
+    model = LatentVariableModel.build((32,), 2, encoder=mlp, decoder=mlp, likelihood="bernoulli").eval()
+    x = (torch.rand(10, 32) < 0.3).float()
+    seen: list[tuple[int, int]] = []  # (threads, the loops' caller) when the encoder runs
+    posterior = model.posterior
+
+    def spy(*args: object, **kwargs: object) -> object:
+        seen.append((torch.get_num_threads(), AdaptiveThreads().caller))
+        return posterior(*args, **kwargs)
+
+    monkeypatch.setattr(model, "posterior", spy)
+    est = create_estimator({"name": "importance", "num_samples": 40, "chunk_size": 5})
+    est.estimate(model, x, seed=0)  # nothing measured yet: the caller's count
+    pref = threads_module.preference
+    assert seen[-1] == (2, 2) and pref.threads is not None
+    pref.threads, pref.caller = 1, 2  # the loops measured one thread faster
+    est.estimate(model, x, seed=0)
+    assert seen[-1] == (1, 2) and torch.get_num_threads() == 2  # the loops still measure against 2
+    with pytest.raises(RuntimeError, match="boom"):
+        monkeypatch.setattr(model, "posterior", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("boom")))
+        est.estimate(model, x, seed=0)
+    assert torch.get_num_threads() == 2

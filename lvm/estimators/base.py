@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, ClassVar
 import torch
 from torch import Tensor
 
-from lvm.estimators.threads import AdaptiveThreads
+from lvm.estimators.threads import AdaptiveThreads, preferred
 
 if TYPE_CHECKING:
     from lvm.model import LatentVariableModel
@@ -98,7 +98,7 @@ class Estimator:
         """
         if x.dim() < 1 or x.shape[0] < 1:
             raise ValueError(f"{self.name}: x must be a non-empty batch (B, ...); got shape {tuple(x.shape)}")
-        with torch.no_grad():
+        with torch.no_grad(), preferred():
             return self._estimate(model, x, index, int(seed))
 
     def _estimate(self, model: LatentVariableModel, x: Tensor, index: Tensor | None, seed: int) -> Estimate:
