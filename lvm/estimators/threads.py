@@ -158,8 +158,8 @@ class AdaptiveThreads:
         thread, unless one thread already ran slower in this loop. A chunk at one thread that slowed
         measures nothing: more load only makes more threads slower, and measuring them is the one
         expensive chunk (measuring them again on every slowdown ran AIS with a spinning neighbour at
-        1.44x one thread's time, median of 3 rounds, with 8 of its 60 chunks at the caller's count:
-        ``benchmarks/results/threads_ais_k100_busy1.json``). A chunk at one thread that sped up by
+        1.73x one thread's time, median of 3 rounds, against 1.02x without:
+        ``benchmarks/results/threads_ais_k100_busy1_{before,after}.json``). A chunk at one thread that sped up by
         ``speedup`` (the load dropped) measures the caller's count, once per loop.
         """
         if threads != 1:
