@@ -12,10 +12,10 @@ Bernoulli(0.7) mask, independently) made with ``scvi.settings.seed = 0`` and spl
 permutation into 1,500 train and 500 test rows.
 
 ``fit`` trains ``scvi.model.SCVI`` (ZINB, ``dispersion="gene"``, observed library size, its own
-encoder on log1p(x) with batch norm and dropout 0.1, ReLU) with the latent size, hidden width,
-layers, batch size, learning rate and epochs given, on all train rows (``train_size=1.0``), and
-without KL warm-up (scvi-tools' default warms up over 400 epochs, longer than these budgets,
-so the trained objective would not be the ELBO). Then, in eval mode, log p(x) of every test row
+encoder on log1p(x); batch norm in encoder and decoder, dropout 0.1 in the encoder; ReLU) with
+the latent size, hidden width, layers, batch size, learning rate and epochs given, on all train
+rows (``train_size=1.0``), and without KL warm-up (scvi-tools' default warms up over 400 epochs,
+longer than these budgets, so the trained objective would not be the ELBO). Then, in eval mode, log p(x) of every test row
 by ``get_marginal_ll(adata_test, n_mc_samples=1000, return_mean=False)``: scvi-tools 1.5.1's
 ``VAE.marginal_ll`` returns log (1/K) sum_k p(x | z_k, l) p(z_k) / q(z_k | x), z_k ~ q(z | x),
 per cell, with l the observed log library size (no prior term for l), a log-likelihood (higher

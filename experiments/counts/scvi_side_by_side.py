@@ -12,11 +12,12 @@ NB mean is mu_j = l rho_j, so the means of a row sum to l (Lopez et al. 2018). l
 with ``size_factor`` takes l as the row's last value and uses mu_j = l exp(f_j) with f_j free
 (a log link, no softmax), so sum_j mu_j is not tied to l. Both condition on l: the number each
 reports is log p(x | l) with l computed from x itself, not a density of x (it can exceed the
-true log p(x)). Other differences: scVI's encoder has batch norm and dropout 0.1, lvm's none;
-lvm's encoder sees log(1 + x) and log(1 + l) (``symlog_encoder.py``), scVI's log(1 + x);
-scVI's Adam has weight decay 1e-6 and eps 0.01. On ``synthetic_iid`` (counts drawn
-independently, NB(5, 0.3) times a Bernoulli(0.7) mask) the true log p(x) of each row is known,
-and an lvm ZINB VAE without size factor, whose log p(x) is a density, is trained too.
+true log p(x)). Other differences: scVI's encoder and decoder have batch norm and its encoder
+dropout 0.1, lvm's neither; lvm's encoder sees log(1 + x) and log(1 + l) (``symlog_encoder.py``),
+scVI's log(1 + x); scVI's Adam has weight decay 1e-6 and eps 0.01. On ``synthetic_iid``
+(counts drawn independently, NB(5, 0.3) times a Bernoulli(0.7) mask) the true log p(x) of each
+row is known, and an lvm ZINB VAE without size factor, whose log p(x) is a density, is trained
+too.
 
 Held-out log p(x) per row by importance sampling, K = 1000, z_k ~ q(z | x): lvm's
 ``importance`` estimator (with the MC standard error and Pareto k of each row) and scVI's
