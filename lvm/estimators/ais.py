@@ -143,9 +143,9 @@ def anneal(
     used = []
     log_w = torch.zeros(count, batch, dtype=torch.float64, device=z.device)
     steps = len(betas) - 1
-    # Each step is one unit of the thread policy, and so is the first evaluation (t = 0): at the
-    # caller's threads on a crowded machine the first evaluations added 40% to an AIS estimate
-    # (K = 100, T = 20, beside a spinning neighbour) that otherwise ran at one thread.
+    # Each step is one unit of the thread policy, and so is the first evaluation (t = 0): left at
+    # the caller's threads, on a crowded machine it cost several steps at one thread
+    # (benchmarks/results/threads_ais_k100_busy1_{before,after}.json, with the policy's other changes).
     for t in AdaptiveThreads().loop([count] * (steps + 1)):
         if t == 0:
             log_g, g_g, log_r, g_r = evaluate(z)
