@@ -42,11 +42,11 @@ _caller: contextvars.ContextVar[int | None] = contextvars.ContextVar("lvm_caller
 def preferred() -> Iterator[None]:
     """Run a whole estimate at one thread when its loops last measured one thread faster.
 
-    The work around the chunk loops (the encoder, the proposal's noise, the reductions) is
-    dozens of small parallel kernels; at the caller's count on a crowded machine each can wait
-    out a scheduler time slice at OpenMP's barrier, which cost importance sampling 7-10% over
-    one thread when only its loops followed the policy. The loops inside still measure against
-    the caller's count, and the caller's setting comes back at the end, however it ends.
+    The work around the chunk loops (the encoder, the proposal's noise, the reductions, AIS's
+    pilot chains) is dozens of small parallel kernels; at the caller's count on a crowded
+    machine each can wait out a scheduler time slice at OpenMP's barrier. The loops inside still
+    measure against the caller's count, and the caller's setting comes back at the end, however
+    it ends (``tests/test_threads.py``).
     """
     caller = torch.get_num_threads()
     if caller == 1 or _caller.get() is not None or preference.threads != 1 or preference.caller != caller:
@@ -68,7 +68,7 @@ class AdaptiveThreads:
     Each chunk issues hundreds of parallel kernels, each ending at a barrier where all of torch's
     threads meet; when the machine has more runnable threads than cores (other processes, a
     notebook beside a training run), a thread that the scheduler has parked holds every barrier,
-    and a chunk can take ten times as long as with one thread, which waits at no barrier. On an
+    and a chunk can take several times as long as with one thread, which waits at no barrier. On an
     idle machine the caller's threads are the faster. So loops measure both, sparingly:
 
     - the first loop of the process (with at least four chunks) runs chunk 0 at one thread
@@ -79,11 +79,11 @@ class AdaptiveThreads:
       setting's time per sample by ``slowdown`` or ``speedup`` (against its best in that loop,
       or when it was last measured on chunks of the same size) in the direction that could
       change the choice: the caller's count slowing down, or one thread speeding up
-      (:meth:`_probe`). Chunk 0 of every
-      loop is not measured: it touches the loop's buffers first and runs slower than the rest.
+      (:meth:`_probe`). Chunk 0 of every loop is not measured: it touches the loop's buffers
+      first and runs slower than the rest.
 
     So at most one chunk per change of load, or per ``remeasure_every`` loops, runs at the slower
-    setting. The caller's setting is restored when the loop ends, however it ends. With one
+    setting. The thread count the loop found is restored when it ends, however it ends. With one
     thread, or fewer than four chunks, a loop runs at the caller's count. The numbers do not depend
     on the setting: torch's CPU kernels give the same results at one and two threads for the
     estimators' shapes (``tests/test_threads.py`` pins this). The measurement behind the policy:
@@ -94,7 +94,7 @@ class AdaptiveThreads:
             last measured for chunks of this size) that triggers a measurement of one thread.
         speedup: The factor below one thread's best time per sample that triggers a measurement
             of the caller's count; larger than ``slowdown`` because on a crowded machine that
-            one chunk can take ten times one thread's.
+            one chunk can take several times one thread's.
         remeasure_every: Loops between measurements of the other setting when nothing slows down.
         margin: The caller's count is chosen when its time per sample is below ``margin`` times
             one thread's.
@@ -154,13 +154,14 @@ class AdaptiveThreads:
     ) -> list[int]:
         """Measure the other setting on the next chunk when the load has changed its way, else nothing.
 
-        A chunk at the caller's count that slowed by ``slowdown`` (neighbours arrived) measures one
-        thread, unless one thread already ran slower in this loop. A chunk at one thread that slowed
-        measures nothing: more load only makes more threads slower, and measuring them is the one
-        expensive chunk (measuring them again on every slowdown ran AIS with a spinning neighbour at
-        1.73x one thread's time, median of 3 rounds, against 1.02x without:
-        ``benchmarks/results/threads_ais_k100_busy1_{before,after}.json``). A chunk at one thread that sped up by
-        ``speedup`` (the load dropped) measures the caller's count, once per loop.
+        A chunk at the caller's count that slowed by ``slowdown`` (neighbours arrived) measures
+        one thread, unless one thread already ran slower in this loop. A chunk at one thread that
+        slowed measures nothing: more load only makes more threads slower, and measuring them is
+        the one expensive chunk (measuring them on every slowdown ran AIS beside a spinning
+        neighbour at 1.73x one thread's time, median of 3 rounds, against 1.02x without:
+        ``benchmarks/results/threads_ais_k100_busy1_{before,after}.json``). A chunk at one
+        thread that sped up by ``speedup`` (the load dropped) measures the caller's count, once
+        per loop.
         """
         if threads != 1:
             slowed = per_sample > self.slowdown * reference
@@ -183,8 +184,8 @@ class AdaptiveThreads:
     def _choice(self, last: dict[int, float], pref: ThreadPreference) -> int:
         """The setting whose latest chunk ran faster per sample, else the process's preference.
 
-        Several threads must beat one by ``margin``: a wrong choice of them can cost ten times
-        the time on a crowded machine, a wrong choice of one at most the thread count's speed-up
+        Several threads must beat one by ``margin``: a wrong choice of them can cost several
+        times the time on a crowded machine, a wrong choice of one at most the thread count's speed-up
         until the next measurement.
         """
         if len(last) == 2:
