@@ -7,8 +7,8 @@ round), it times on 100 datapoints:
 - ``floor``: ``model.decoder(z)`` for the same number of z in the estimator's chunks, at torch's
   default thread count (what the user's process has);
 - ``lvm``: the estimate as lvm runs it (:class:`lvm.estimators.threads.AdaptiveThreads`);
-- ``fixed``: the estimate with the policy switched off (every chunk at the default count: lvm
-  before the policy);
+- ``fixed``: the estimate inside :func:`lvm.estimators.threads.fixed` (the policy switched off:
+  everything at the default count, lvm before the policy);
 - ``one_thread``: the estimate after ``torch.set_num_threads(1)``.
 
 With ``--busy N``, N processes spin on a core each during the measurement (a shared machine).
@@ -54,21 +54,6 @@ def neighbours(n: int) -> Iterator[None]:
             p.wait()
 
 
-@contextlib.contextmanager
-def policy_off() -> Iterator[None]:
-    """Every chunk at the caller's thread count, as lvm ran before the policy."""
-    original = policy.AdaptiveThreads.loop
-
-    def fixed(self: policy.AdaptiveThreads, sizes: list[int], start: int = 0) -> Iterator[int]:
-        yield from range(start, start + len(sizes))
-
-    policy.AdaptiveThreads.loop = fixed  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        policy.AdaptiveThreads.loop = original  # type: ignore[method-assign]
-
-
 def cpu_name() -> str:
     for line in Path("/proc/cpuinfo").read_text().splitlines():
         if line.startswith("model name"):
@@ -110,7 +95,7 @@ def main() -> int:
         est.estimate(model, x, index=index, seed=0)
 
     def fixed() -> None:
-        with policy_off():
+        with policy.fixed():
             estimate()
 
     def one_thread() -> None:

@@ -47,12 +47,56 @@ def test_one_thread_is_chosen_when_it_is_faster_and_the_callers_setting_comes_ba
     clock.run(policy, [10] * 8)
     assert policy.history == [1, 1, 2, 1, 1, 1, 1, 1]  # one chunk at the slow setting
     assert torch.get_num_threads() == 2
-    later = AdaptiveThreads(remeasure_every=3)  # the next loops keep what the first measured
-    clock.run(later, [10] * 5)
-    assert later.history == [1] * 5
-    clock.run(again := AdaptiveThreads(remeasure_every=3), [10] * 5)
-    clock.run(third := AdaptiveThreads(remeasure_every=3), [10] * 5)  # measured 3 loops ago: once more
-    assert again.history == [1] * 5 and third.history == [1, 1, 2, 1, 1]
+    later = AdaptiveThreads()  # the next loop keeps what the first measured
+    clock.run(later, [10] * 4)
+    assert later.history == [1] * 4
+
+
+def test_the_other_setting_is_measured_again_at_doubling_intervals_while_the_choice_holds(
+    two_threads: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = FakeClock(lambda threads, i: 5.0 if threads == 2 else 1.0)
+    monkeypatch.setattr(threads_module.time, "perf_counter", clock)
+    clock.run(policy := AdaptiveThreads(interval=2, max_interval=8), [10] * 24)
+    # after each decision 2 chunks, then 4, then 8 (the longest) at one thread before two threads
+    # are measured again, each time followed by one thread, the pair that decides
+    assert policy.history == [1, 1, 2] + [1] * 2 + [2, 1] + [1] * 4 + [2, 1] + [1] * 8 + [2, 1] + [1]
+    assert threads_module.preference.interval == 8
+
+
+def test_an_idle_machine_left_at_one_thread_goes_back_to_the_callers_count(
+    two_threads: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # one thread was chosen under a load that has gone: two threads are now twice as fast
+    pref = threads_module.preference
+    pref.threads, pref.caller, pref.seconds, pref.size = 1, 2, {1: 2.0, 2: 5.0}, 10
+    clock = FakeClock(lambda threads, i: 1.0 if threads == 2 else 2.0)
+    monkeypatch.setattr(threads_module.time, "perf_counter", clock)
+    clock.run(policy := AdaptiveThreads(interval=3), [10] * 8)
+    assert policy.history == [1, 1, 1, 1, 2, 1, 2, 2] and pref.threads == 2
+
+
+def test_one_slow_chunk_at_the_callers_count_does_not_decide_alone(
+    two_threads: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # an idle machine where one chunk at two threads is slowed by a passing job
+    clock = FakeClock(lambda threads, i: (3.0 if i == 4 else 1.0) if threads == 2 else 2.0)
+    monkeypatch.setattr(threads_module.time, "perf_counter", clock)
+    clock.run(policy := AdaptiveThreads(), [10] * 10)
+    assert policy.history == [1, 1, 2, 2, 2, 1, 2, 2, 2, 2]  # one thread, then two threads again
+    assert threads_module.preference.threads == 2
+
+
+def test_fixed_leaves_the_thread_count_alone(two_threads: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = FakeClock(lambda threads, i: 5.0 if threads == 2 else 1.0)
+    monkeypatch.setattr(threads_module.time, "perf_counter", clock)
+    clock.run(AdaptiveThreads(), [10] * 6)
+    assert threads_module.preference.threads == 1
+    with threads_module.fixed():
+        clock.run(policy := AdaptiveThreads(), [10] * 6)
+        with threads_module.preferred():
+            assert torch.get_num_threads() == 2
+    assert policy.history == [2] * 6
 
 
 def test_the_callers_threads_stay_when_faster_and_a_slowdown_is_measured_again(
@@ -63,7 +107,8 @@ def test_the_callers_threads_stay_when_faster_and_a_slowdown_is_measured_again(
     monkeypatch.setattr(threads_module.time, "perf_counter", clock)
     policy = AdaptiveThreads()
     clock.run(policy, [10] * 9)
-    assert policy.history == [1, 1, 2, 2, 2, 2, 1, 1, 1]  # chunk 5 slows down; 6 measures one thread
+    # chunk 5 slows down; 6 measures one thread, 7 two threads again
+    assert policy.history == [1, 1, 2, 2, 2, 2, 1, 2, 1]
     assert torch.get_num_threads() == 2
 
 
@@ -117,7 +162,7 @@ def test_a_setting_that_slowed_since_an_earlier_loop_is_measured_against_the_oth
     assert first.history == [1, 1, 2, 2, 2, 2] and threads_module.preference.threads == 2
     loads["busy"] = True  # neighbours arrive between two loops: every chunk at 2 threads is slow
     clock.run(second := AdaptiveThreads(), [10] * 6)
-    assert second.history == [2, 2, 1, 1, 1, 1] and threads_module.preference.threads == 1
+    assert second.history == [2, 2, 1, 2, 1, 1] and threads_module.preference.threads == 1
 
 
 def test_a_slowdown_at_one_thread_measures_nothing(
@@ -137,7 +182,7 @@ def test_a_speedup_at_one_thread_measures_the_callers_count_once(
     clock = FakeClock(lambda threads, i: (8.0 if i < 5 else 0.5) if threads == 2 else (4.0 if i < 5 else 1.0))
     monkeypatch.setattr(threads_module.time, "perf_counter", clock)
     clock.run(policy := AdaptiveThreads(), [10] * 9)
-    assert policy.history == [1, 1, 2, 1, 1, 1, 2, 2, 2]  # chunk 5 runs 4x faster; 6 measures two threads
+    assert policy.history == [1, 1, 2, 1, 1, 1, 2, 1, 2]  # chunk 5 runs 4x faster; 6 and 7 measure
     assert threads_module.preference.threads == 2
 
 
@@ -147,9 +192,9 @@ def test_the_slow_first_chunk_of_a_loop_measures_nothing(
     # chunk 0 of every loop touches fresh buffers: 3x slower; two threads are the slower setting throughout
     clock = FakeClock(lambda threads, i: (3.0 if i == 0 else 1.0) * (10.0 if threads == 2 else 1.0))
     monkeypatch.setattr(threads_module.time, "perf_counter", clock)
-    clock.run(AdaptiveThreads(), [10] * 6)
+    clock.run(AdaptiveThreads(interval=100), [10] * 6)
     for _ in range(3):
-        clock.run(later := AdaptiveThreads(), [10] * 6)
+        clock.run(later := AdaptiveThreads(interval=100), [10] * 6)
         assert later.history == [1] * 6
 
 

@@ -10,23 +10,27 @@ from dataclasses import dataclass, field
 
 import torch
 
-__all__ = ["AdaptiveThreads", "ThreadPreference", "preference", "preferred"]
+__all__ = ["AdaptiveThreads", "ThreadPreference", "fixed", "preference", "preferred"]
 
 
 @dataclass
 class ThreadPreference:
-    """What this process has measured so far: the faster setting, and loops run since it was measured.
+    """What this process has measured so far: the faster setting, and how long ago the other was measured.
 
     Attributes:
         threads: The thread count that ran faster when last measured (None: not measured yet).
         caller: The caller's thread count it was measured against.
-        loops_since_measured: Loops run at ``threads`` without measuring the other setting.
+        since: Chunks run at ``threads`` since the other setting was last measured.
+        interval: Chunks at ``threads`` before the other setting is measured again (None: the
+            policy's first interval); it doubles each time a measurement confirms the choice.
+        seconds: Seconds per sample of each setting when last measured, for chunks of ``size``.
+        size: Samples per chunk of the loop that measured ``seconds``.
     """
 
     threads: int | None = None
     caller: int | None = None
-    loops_since_measured: int = 0
-    #: Seconds per sample of each setting when last measured, for loops of chunks of ``size``.
+    since: int = 0
+    interval: int | None = None
     seconds: dict[int, float] = field(default_factory=dict)
     size: int | None = None
 
@@ -36,6 +40,23 @@ preference = ThreadPreference()
 
 #: The caller's thread count while :func:`preferred` runs an estimate at one thread (else None).
 _caller: contextvars.ContextVar[int | None] = contextvars.ContextVar("lvm_caller_threads", default=None)
+
+#: True inside :func:`fixed`: the policy leaves the thread count alone.
+_fixed: contextvars.ContextVar[bool] = contextvars.ContextVar("lvm_fixed_threads", default=False)
+
+
+@contextlib.contextmanager
+def fixed() -> Iterator[None]:
+    """Run estimates inside the block at the caller's thread count, without the policy.
+
+    For a caller who has set ``torch.set_num_threads`` for a reason of their own, and for
+    benchmarks that compare the policy with a fixed count (``benchmarks/bench_threads.py``).
+    """
+    token = _fixed.set(True)
+    try:
+        yield
+    finally:
+        _fixed.reset(token)
 
 
 @contextlib.contextmanager
@@ -49,7 +70,8 @@ def preferred() -> Iterator[None]:
     it ends (``tests/test_threads.py``).
     """
     caller = torch.get_num_threads()
-    if caller == 1 or _caller.get() is not None or preference.threads != 1 or preference.caller != caller:
+    pref = preference
+    if caller == 1 or _fixed.get() or _caller.get() is not None or pref.threads != 1 or pref.caller != caller:
         yield
         return
     token = _caller.set(caller)
@@ -73,21 +95,25 @@ class AdaptiveThreads:
 
     - the first loop of the process (with at least four chunks) runs chunk 0 at one thread
       (unmeasured: first-touch allocation), chunk 1 at one thread and chunk 2 at the caller's
-      count, and keeps the faster per sample (:data:`preference`) for its other chunks;
-    - later loops run at the preferred setting and measure the other on one chunk again after
-      ``remeasure_every`` loops, or as soon as the machine's load changes the preferred
-      setting's time per sample by ``slowdown`` or ``speedup`` (against its best in that loop,
-      or when it was last measured on chunks of the same size) in the direction that could
-      change the choice: the caller's count slowing down, or one thread speeding up
-      (:meth:`_probe`). Chunk 0 of every loop is not measured: it touches the loop's buffers
-      first and runs slower than the rest.
+      count, and keeps the faster per sample (:data:`preference`);
+    - after that, chunks run at the preferred setting, and the other is measured on one chunk
+      after ``interval`` chunks, then after twice as many each time the measurement confirms the
+      choice (up to ``max_interval``), and again after ``interval`` once the choice changes; so
+      a choice made under a passing load is undone within ``interval`` chunks, and a lasting
+      one costs a vanishing share of the chunks;
+    - the load changing the preferred setting's time per sample (against its best in that
+      loop, or as last measured on chunks of the same size) measures the other setting at once
+      when the change could reverse the choice (:meth:`_probe`): the caller's count slowing by
+      ``slowdown`` measures one thread and then the caller's count again, so one slow chunk (a
+      passing job) does not decide alone; one thread speeding up by ``speedup`` measures the
+      caller's count, once per loop. Chunk 0 of every loop is not measured: it touches the
+      loop's buffers first and runs slower than the rest.
 
-    So at most one chunk per change of load, or per ``remeasure_every`` loops, runs at the slower
-    setting. The thread count the loop found is restored when it ends, however it ends. With one
-    thread, or fewer than four chunks, a loop runs at the caller's count. The numbers do not depend
-    on the setting: torch's CPU kernels give the same results at one and two threads for the
-    estimators' shapes (``tests/test_threads.py`` pins this). The measurement behind the policy:
-    ``benchmarks/results/threads_*.json`` (``benchmarks/README.md``).
+    The thread count the loop found is restored when it ends, however it ends. With one thread,
+    fewer than four chunks, or inside :func:`fixed`, a loop runs at the caller's count. The
+    numbers do not depend on the setting: torch's CPU kernels give the same results at one and
+    two threads for the estimators' shapes (``tests/test_threads.py`` pins this). The
+    measurements behind the policy: ``benchmarks/results/threads_*.json`` (``benchmarks/README.md``).
 
     Args:
         slowdown: The factor on the caller's count's best time per sample (in this loop, or as
@@ -95,16 +121,23 @@ class AdaptiveThreads:
         speedup: The factor below one thread's best time per sample that triggers a measurement
             of the caller's count; larger than ``slowdown`` because on a crowded machine that
             one chunk can take several times one thread's.
-        remeasure_every: Loops between measurements of the other setting when nothing slows down.
+        interval: Chunks at the preferred setting before the other is measured again, after a
+            change of choice.
+        max_interval: The longest interval, reached by doubling while the choice holds.
         margin: The caller's count is chosen when its time per sample is below ``margin`` times
             one thread's.
     """
 
     def __init__(
-        self, slowdown: float = 1.5, speedup: float = 2.0, remeasure_every: int = 16, margin: float = 0.9
+        self,
+        slowdown: float = 1.5,
+        speedup: float = 2.0,
+        interval: int = 8,
+        max_interval: int = 256,
+        margin: float = 0.9,
     ) -> None:
-        self.slowdown, self.speedup = slowdown, speedup
-        self.remeasure_every, self.margin = remeasure_every, margin
+        self.slowdown, self.speedup, self.margin = slowdown, speedup, margin
+        self.interval, self.max_interval = interval, max_interval
         self.caller = _caller.get() or torch.get_num_threads()
         #: The thread count of each chunk run so far, in order (for tests and benchmarks).
         self.history: list[int] = []
@@ -112,23 +145,26 @@ class AdaptiveThreads:
     def loop(self, sizes: list[int], start: int = 0) -> Iterator[int]:
         """Yield ``start`` + the index of each chunk of ``sizes`` (samples per chunk), run at the
         thread count this policy chose, and restore the caller's count at the end."""
-        if self.caller == 1 or len(sizes) < 4:
+        if self.caller == 1 or len(sizes) < 4 or _fixed.get():
             self.history.extend([torch.get_num_threads()] * len(sizes))
             yield from range(start, start + len(sizes))
             return
         entry = torch.get_num_threads()  # restored at the end: the caller's, or 1 under preferred()
         pref = preference
         if pref.caller != self.caller:  # measured against another count: measure again
-            pref.threads, pref.caller, pref.loops_since_measured = None, self.caller, 0
+            pref.threads, pref.caller, pref.since, pref.interval = None, self.caller, 0, None
         if pref.size != sizes[0]:  # other work: the times measured before do not compare
             pref.seconds, pref.size = {}, sizes[0]
-        plan = self._first_plan() if pref.threads is None else self._plan(pref)
+        plan = [1, 1, self.caller] if pref.threads is None else []  # chunk 0 is not measured
         last: dict[int, float] = {}  # this loop's latest time per sample, by setting
-        best: dict[int, float] = {}  # and its best
-        probed: set[int] = set()  # settings measured in this loop because the load changed
+        best: dict[int, float] = {}  # and its best since the last decision
         try:
             for i, size in enumerate(sizes):
-                threads = plan.pop(0) if plan else self._choice(last, pref)
+                if not plan and i > 0 and pref.threads is not None and pref.since >= self._interval(pref):
+                    plan = self._measure(pref.threads)  # the interval is up
+                measuring = bool(plan)
+                threads = plan.pop(0) if plan else pref.threads
+                assert threads is not None
                 if threads != torch.get_num_threads():
                     torch.set_num_threads(threads)
                 self.history.append(threads)
@@ -138,56 +174,54 @@ class AdaptiveThreads:
                 if i == 0:
                     continue  # first touch of the loop's buffers: slower than the chunks after it
                 reference = best.get(threads, pref.seconds.get(threads))  # this loop's, else earlier loops'
-                if reference is not None and not plan:
-                    plan = self._probe(threads, per_sample, reference, last, probed)
                 last[threads], best[threads] = per_sample, min(best.get(threads, per_sample), per_sample)
-                if len(last) == 2:
-                    pref.threads = self._choice(last, pref)
-                    pref.seconds, pref.loops_since_measured = dict(last), 0
+                if measuring and not plan and len(last) == 2:
+                    self._decide(pref, last)
+                    best = dict(last)  # the load now: what later chunks are compared with
+                elif not measuring:
+                    pref.since += 1
+                    if reference is not None:
+                        plan = self._probe(threads, per_sample, reference)
         finally:
             if torch.get_num_threads() != entry:
                 torch.set_num_threads(entry)
-            pref.loops_since_measured += 1
 
-    def _probe(
-        self, threads: int, per_sample: float, reference: float, last: dict[int, float], probed: set[int]
-    ) -> list[int]:
-        """Measure the other setting on the next chunk when the load has changed its way, else nothing.
+    def _measure(self, threads: int) -> list[int]:
+        """The other setting, then ``threads`` again: a choice is made on two neighbouring chunks."""
+        return [1 if threads != 1 else self.caller, threads]
+
+    def _decide(self, pref: ThreadPreference, last: dict[int, float]) -> None:
+        """Choose from the latest chunk of each setting; the interval doubles if the choice held."""
+        choice = self._choice(last)
+        held = choice == pref.threads
+        pref.interval = min(2 * self._interval(pref), self.max_interval) if held else self.interval
+        pref.threads, pref.seconds, pref.since = choice, dict(last), 0
+
+    def _interval(self, pref: ThreadPreference) -> int:
+        return self.interval if pref.interval is None else pref.interval
+
+    def _probe(self, threads: int, per_sample: float, reference: float) -> list[int]:
+        """Measure the other setting when the load has changed this one's time its way, else nothing.
 
         A chunk at the caller's count that slowed by ``slowdown`` (neighbours arrived) measures
-        one thread, unless one thread already ran slower in this loop. A chunk at one thread that
-        slowed measures nothing: more load only makes more threads slower, and measuring them is
-        the one expensive chunk (measuring them on every slowdown ran AIS beside a spinning
-        neighbour at 1.73x one thread's time, median of 3 rounds, against 1.02x without:
+        one thread, then the caller's count again, and the two decide: one slow chunk may be a
+        passing job, and choosing one thread on it (against a one-thread chunk measured before)
+        left an idle machine at one thread. A chunk at one thread that slowed measures nothing:
+        more load only makes more threads slower, and measuring them is the one expensive chunk
+        (measuring them on every slowdown ran AIS beside a spinning neighbour at 1.73x one
+        thread's time, median of 3 rounds, against 1.02x without:
         ``benchmarks/results/threads_ais_k100_busy1_{before,after}.json``). A chunk at one
-        thread that sped up by ``speedup`` (the load dropped) measures the caller's count, once
-        per loop.
+        thread that sped up by ``speedup`` (the load dropped) measures the caller's count.
         """
         if threads != 1:
-            slowed = per_sample > self.slowdown * reference
-            return [1] if slowed and per_sample <= last.get(1, float("inf")) else []
-        if per_sample * self.speedup < reference and self.caller not in probed:
-            probed.add(self.caller)
-            return [self.caller]
-        return []
+            return self._measure(threads) if per_sample > self.slowdown * reference else []
+        return self._measure(threads) if per_sample * self.speedup < reference else []
 
-    def _first_plan(self) -> list[int]:
-        return [1, 1, self.caller]
-
-    def _plan(self, pref: ThreadPreference) -> list[int]:
-        assert pref.threads is not None
-        if pref.loops_since_measured >= self.remeasure_every:
-            other = 1 if pref.threads != 1 else self.caller
-            return [pref.threads, pref.threads, other]  # warm, measure, then the other once
-        return []
-
-    def _choice(self, last: dict[int, float], pref: ThreadPreference) -> int:
-        """The setting whose latest chunk ran faster per sample, else the process's preference.
+    def _choice(self, last: dict[int, float]) -> int:
+        """The setting whose latest chunk ran faster per sample.
 
         Several threads must beat one by ``margin``: a wrong choice of them can cost several
         times the time on a crowded machine, a wrong choice of one at most the thread count's speed-up
         until the next measurement.
         """
-        if len(last) == 2:
-            return self.caller if last[self.caller] < self.margin * last[1] else 1
-        return pref.threads if pref.threads is not None else next(iter(last))
+        return self.caller if last[self.caller] < self.margin * last[1] else 1
