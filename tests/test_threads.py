@@ -87,6 +87,21 @@ def test_one_slow_chunk_at_the_callers_count_does_not_decide_alone(
     assert threads_module.preference.threads == 2
 
 
+def test_a_lucky_chunk_at_two_threads_does_not_switch_a_crowded_machine_to_them(
+    two_threads: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # one thread is faster (two threads 1.2 per sample), but the chunk that measures two threads
+    # is lucky (0.85) and the one-thread chunk after it is slowed (1.5)
+    pref = threads_module.preference
+    pref.threads, pref.caller, pref.seconds, pref.size = 1, 2, {1: 1.0, 2: 1.2}, 10
+    clock = FakeClock(
+        lambda threads, i: (0.85 if i == 4 else 1.2) if threads == 2 else (1.5 if i == 5 else 1.0)
+    )
+    monkeypatch.setattr(threads_module.time, "perf_counter", clock)
+    clock.run(policy := AdaptiveThreads(interval=3), [10] * 8)
+    assert policy.history == [1, 1, 1, 1, 2, 1, 1, 1] and pref.threads == 1
+
+
 def test_fixed_leaves_the_thread_count_alone(two_threads: None, monkeypatch: pytest.MonkeyPatch) -> None:
     clock = FakeClock(lambda threads, i: 5.0 if threads == 2 else 1.0)
     monkeypatch.setattr(threads_module.time, "perf_counter", clock)

@@ -124,8 +124,11 @@ class AdaptiveThreads:
         interval: Chunks at the preferred setting before the other is measured again, after a
             change of choice.
         max_interval: The longest interval, reached by doubling while the choice holds.
-        margin: The caller's count is chosen when its time per sample is below ``margin`` times
-            one thread's.
+        margin: The caller's count stays chosen while its time per sample is below ``margin``
+            times one thread's.
+        switch_margin: The caller's count is chosen over one thread when its time per sample is
+            below ``switch_margin`` times one thread's (on an idle 2-core machine it is about 0.6:
+            ``benchmarks/results/threads_*_busy0_v3.json``).
     """
 
     def __init__(
@@ -135,8 +138,10 @@ class AdaptiveThreads:
         interval: int = 8,
         max_interval: int = 256,
         margin: float = 0.9,
+        switch_margin: float = 0.75,
     ) -> None:
-        self.slowdown, self.speedup, self.margin = slowdown, speedup, margin
+        self.slowdown, self.speedup = slowdown, speedup
+        self.margin, self.switch_margin = margin, switch_margin
         self.interval, self.max_interval = interval, max_interval
         self.caller = _caller.get() or torch.get_num_threads()
         #: The thread count of each chunk run so far, in order (for tests and benchmarks).
@@ -158,10 +163,11 @@ class AdaptiveThreads:
         plan = [1, 1, self.caller] if pref.threads is None else []  # chunk 0 is not measured
         last: dict[int, float] = {}  # this loop's latest time per sample, by setting
         best: dict[int, float] = {}  # and its best since the last decision
+        before: float | None = None  # the current setting's chunk just before a measurement
         try:
             for i, size in enumerate(sizes):
                 if not plan and i > 0 and pref.threads is not None and pref.since >= self._interval(pref):
-                    plan = self._measure(pref.threads)  # the interval is up
+                    plan, before = self._measure(pref.threads), last.get(pref.threads)  # the interval is up
                 measuring = bool(plan)
                 threads = plan.pop(0) if plan else pref.threads
                 assert threads is not None
@@ -176,12 +182,12 @@ class AdaptiveThreads:
                 reference = best.get(threads, pref.seconds.get(threads))  # this loop's, else earlier loops'
                 last[threads], best[threads] = per_sample, min(best.get(threads, per_sample), per_sample)
                 if measuring and not plan and len(last) == 2:
-                    self._decide(pref, last)
-                    best = dict(last)  # the load now: what later chunks are compared with
+                    self._decide(pref, last, before)
+                    best, before = dict(last), None  # the load now: what later chunks are compared with
                 elif not measuring:
                     pref.since += 1
                     if reference is not None:
-                        plan = self._probe(threads, per_sample, reference)
+                        plan, before = self._probe(threads, per_sample, reference), per_sample
         finally:
             if torch.get_num_threads() != entry:
                 torch.set_num_threads(entry)
@@ -190,9 +196,16 @@ class AdaptiveThreads:
         """The other setting, then ``threads`` again: a choice is made on two neighbouring chunks."""
         return [1 if threads != 1 else self.caller, threads]
 
-    def _decide(self, pref: ThreadPreference, last: dict[int, float]) -> None:
-        """Choose from the latest chunk of each setting; the interval doubles if the choice held."""
-        choice = self._choice(last)
+    def _decide(self, pref: ThreadPreference, last: dict[int, float], before: float | None) -> None:
+        """Choose from the latest chunks; the interval doubles if the choice held.
+
+        The current setting counts with the better of its chunks before and after the other's, so
+        one chunk slowed by a passing job, on either side, does not change the choice.
+        """
+        current = dict(last)
+        if pref.threads is not None and before is not None:
+            current[pref.threads] = min(before, last[pref.threads])
+        choice = self._choice(current, pref.threads)
         held = choice == pref.threads
         pref.interval = min(2 * self._interval(pref), self.max_interval) if held else self.interval
         pref.threads, pref.seconds, pref.since = choice, dict(last), 0
@@ -217,11 +230,13 @@ class AdaptiveThreads:
             return self._measure(threads) if per_sample > self.slowdown * reference else []
         return self._measure(threads) if per_sample * self.speedup < reference else []
 
-    def _choice(self, last: dict[int, float]) -> int:
-        """The setting whose latest chunk ran faster per sample.
+    def _choice(self, last: dict[int, float], current: int | None) -> int:
+        """The setting that ran faster per sample.
 
-        Several threads must beat one by ``margin``: a wrong choice of them can cost several
-        times the time on a crowded machine, a wrong choice of one at most the thread count's speed-up
-        until the next measurement.
+        Several threads must beat one by ``margin`` to stay chosen, and by ``switch_margin`` to
+        be chosen over one thread: a wrong choice of them can cost several times the time on a
+        crowded machine, where one lucky chunk at several threads happens; a wrong choice of one
+        costs at most the thread count's speed-up until the next measurement.
         """
-        return self.caller if last[self.caller] < self.margin * last[1] else 1
+        margin = self.margin if current == self.caller else self.switch_margin
+        return self.caller if last[self.caller] < margin * last[1] else 1
