@@ -45,7 +45,7 @@ def test_one_thread_is_chosen_when_it_is_faster_and_the_callers_setting_comes_ba
     monkeypatch.setattr(threads_module.time, "perf_counter", clock)
     policy = AdaptiveThreads()
     clock.run(policy, [10] * 8)
-    assert policy.history == [1, 1, 2, 1, 1, 1, 1, 1]  # one chunk at the slow setting
+    assert policy.history == [1, 1, 2, 2, 1, 1, 1, 1]  # two chunks at the slow setting
     assert torch.get_num_threads() == 2
     later = AdaptiveThreads()  # the next loop keeps what the first measured
     clock.run(later, [10] * 4)
@@ -60,20 +60,21 @@ def test_the_other_setting_is_measured_again_at_doubling_intervals_while_the_cho
     clock.run(policy := AdaptiveThreads(interval=2, max_interval=8), [10] * 24)
     # after each decision 2 chunks, then 4, then 8 (the longest) at one thread before two threads
     # are measured again, each time followed by one thread, the pair that decides
-    assert policy.history == [1, 1, 2] + [1] * 2 + [2, 1] + [1] * 4 + [2, 1] + [1] * 8 + [2, 1] + [1]
+    assert policy.history == [1, 1, 2, 2] + [1] * 2 + [2, 2, 1] + [1] * 4 + [2, 2, 1] + [1] * 8
     assert threads_module.preference.interval == 8
 
 
 def test_an_idle_machine_left_at_one_thread_goes_back_to_the_callers_count(
     two_threads: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # one thread was chosen under a load that has gone: two threads are now twice as fast
+    # one thread was chosen under a load that has gone: two threads are now twice as fast, but
+    # for the first chunk after the change to them (their threads wake and fill their caches)
     pref = threads_module.preference
     pref.threads, pref.caller, pref.seconds, pref.size = 1, 2, {1: 2.0, 2: 5.0}, 10
-    clock = FakeClock(lambda threads, i: 1.0 if threads == 2 else 2.0)
+    clock = FakeClock(lambda threads, i: (1.8 if i == 4 else 1.0) if threads == 2 else 2.0)
     monkeypatch.setattr(threads_module.time, "perf_counter", clock)
     clock.run(policy := AdaptiveThreads(interval=3), [10] * 8)
-    assert policy.history == [1, 1, 1, 1, 2, 1, 2, 2] and pref.threads == 2
+    assert policy.history == [1, 1, 1, 1, 2, 2, 1, 2] and pref.threads == 2
 
 
 def test_one_slow_chunk_at_the_callers_count_does_not_decide_alone(
@@ -91,15 +92,15 @@ def test_a_lucky_chunk_at_two_threads_does_not_switch_a_crowded_machine_to_them(
     two_threads: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # one thread is faster (two threads 1.2 per sample), but the chunk that measures two threads
-    # is lucky (0.85) and the one-thread chunk after it is slowed (1.5)
+    # is lucky (0.85) and the one-thread chunk after the measurement is slowed (1.5)
     pref = threads_module.preference
     pref.threads, pref.caller, pref.seconds, pref.size = 1, 2, {1: 1.0, 2: 1.2}, 10
     clock = FakeClock(
-        lambda threads, i: (0.85 if i == 4 else 1.2) if threads == 2 else (1.5 if i == 5 else 1.0)
+        lambda threads, i: (0.85 if i == 4 else 1.2) if threads == 2 else (1.5 if i == 6 else 1.0)
     )
     monkeypatch.setattr(threads_module.time, "perf_counter", clock)
     clock.run(policy := AdaptiveThreads(interval=3), [10] * 8)
-    assert policy.history == [1, 1, 1, 1, 2, 1, 1, 1] and pref.threads == 1
+    assert policy.history == [1, 1, 1, 1, 2, 2, 1, 1] and pref.threads == 1
 
 
 def test_fixed_leaves_the_thread_count_alone(two_threads: None, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -187,7 +188,7 @@ def test_a_slowdown_at_one_thread_measures_nothing(
     clock = FakeClock(lambda threads, i: 15.0 if threads == 2 else (1.0 if i < 5 else 3.0))
     monkeypatch.setattr(threads_module.time, "perf_counter", clock)
     clock.run(policy := AdaptiveThreads(), [10] * 9)
-    assert policy.history == [1, 1, 2, 1, 1, 1, 1, 1, 1]  # only the first loop's measurement
+    assert policy.history == [1, 1, 2, 2, 1, 1, 1, 1, 1]  # only the first loop's measurement
 
 
 def test_a_speedup_at_one_thread_measures_the_callers_count_once(
@@ -197,7 +198,7 @@ def test_a_speedup_at_one_thread_measures_the_callers_count_once(
     clock = FakeClock(lambda threads, i: (8.0 if i < 5 else 0.5) if threads == 2 else (4.0 if i < 5 else 1.0))
     monkeypatch.setattr(threads_module.time, "perf_counter", clock)
     clock.run(policy := AdaptiveThreads(), [10] * 9)
-    assert policy.history == [1, 1, 2, 1, 1, 1, 2, 1, 2]  # chunk 5 runs 4x faster; 6 and 7 measure
+    assert policy.history == [1, 1, 2, 2, 1, 1, 2, 2, 1]  # chunk 5 runs 4x faster; 6 to 8 measure
     assert threads_module.preference.threads == 2
 
 

@@ -94,8 +94,8 @@ class AdaptiveThreads:
     idle machine the caller's threads are the faster. So loops measure both, sparingly:
 
     - the first loop of the process (with at least four chunks) runs chunk 0 at one thread
-      (unmeasured: first-touch allocation), chunk 1 at one thread and chunk 2 at the caller's
-      count, and keeps the faster per sample (:data:`preference`);
+      (unmeasured: first-touch allocation), chunk 1 at one thread and chunks 2 and 3 at the
+      caller's count, and keeps the faster per sample (:data:`preference`);
     - after that, chunks run at the preferred setting, and the other is measured on one chunk
       after ``interval`` chunks, then after twice as many each time the measurement confirms the
       choice (up to ``max_interval``), and again after ``interval`` once the choice changes; so
@@ -127,8 +127,9 @@ class AdaptiveThreads:
         margin: The caller's count stays chosen while its time per sample is below ``margin``
             times one thread's.
         switch_margin: The caller's count is chosen over one thread when its time per sample is
-            below ``switch_margin`` times one thread's (on an idle 2-core machine it is about 0.6:
-            ``benchmarks/results/threads_*_busy0_v3.json``).
+            below ``switch_margin`` times one thread's: on an idle 2-core machine it is about 0.6,
+            and with 0.9 one lucky chunk beside two busy neighbours chose it
+            (``benchmarks/results/threads_importance_k1000_busy2_lucky.json``).
     """
 
     def __init__(
@@ -160,14 +161,15 @@ class AdaptiveThreads:
             pref.threads, pref.caller, pref.since, pref.interval = None, self.caller, 0, None
         if pref.size != sizes[0]:  # other work: the times measured before do not compare
             pref.seconds, pref.size = {}, sizes[0]
-        plan = [1, 1, self.caller] if pref.threads is None else []  # chunk 0 is not measured
+        plan = self._measure(None) if pref.threads is None else []  # chunk 0 is not measured
         last: dict[int, float] = {}  # this loop's latest time per sample, by setting
         best: dict[int, float] = {}  # and its best since the last decision
-        before: float | None = None  # the current setting's chunk just before a measurement
+        trial: dict[int, float] = {}  # the best chunk of each setting in the measurement under way
         try:
             for i, size in enumerate(sizes):
                 if not plan and i > 0 and pref.threads is not None and pref.since >= self._interval(pref):
-                    plan, before = self._measure(pref.threads), last.get(pref.threads)  # the interval is up
+                    plan = self._measure(pref.threads)  # the interval is up
+                    trial = {pref.threads: last[pref.threads]} if pref.threads in last else {}
                 measuring = bool(plan)
                 threads = plan.pop(0) if plan else pref.threads
                 assert threads is not None
@@ -181,34 +183,44 @@ class AdaptiveThreads:
                     continue  # first touch of the loop's buffers: slower than the chunks after it
                 reference = best.get(threads, pref.seconds.get(threads))  # this loop's, else earlier loops'
                 last[threads], best[threads] = per_sample, min(best.get(threads, per_sample), per_sample)
-                if measuring and not plan and len(last) == 2:
-                    self._decide(pref, last, before)
-                    best, before = dict(last), None  # the load now: what later chunks are compared with
-                elif not measuring:
+                if measuring:
+                    trial[threads] = min(trial.get(threads, per_sample), per_sample)
+                    if not plan and len(trial) == 2:
+                        self._decide(pref, trial)
+                        best, trial = dict(last), {}  # the load now: what later chunks are compared with
+                else:
                     pref.since += 1
                     if reference is not None:
-                        plan, before = self._probe(threads, per_sample, reference), per_sample
+                        plan = self._probe(threads, per_sample, reference)
+                        trial = {threads: per_sample}
         finally:
             if torch.get_num_threads() != entry:
                 torch.set_num_threads(entry)
 
-    def _measure(self, threads: int) -> list[int]:
-        """The other setting, then ``threads`` again: a choice is made on two neighbouring chunks."""
-        return [1 if threads != 1 else self.caller, threads]
+    def _measure(self, threads: int | None) -> list[int]:
+        """The chunks that measure the other setting: it, then the current one ``threads`` again.
 
-    def _decide(self, pref: ThreadPreference, last: dict[int, float], before: float | None) -> None:
-        """Choose from the latest chunks; the interval doubles if the choice held.
-
-        The current setting counts with the better of its chunks before and after the other's, so
-        one chunk slowed by a passing job, on either side, does not change the choice.
+        The caller's count runs two chunks: the first after a change to it runs slower, while its
+        threads wake and fill their caches, and measured on it alone an idle machine stayed at
+        one thread (``benchmarks/results/threads_importance_k1000_busy0_transition.json``). The process's first loop measures one thread on chunk
+        1 and the caller's count on chunks 2 and 3 (chunk 0 is not measured). The setting that
+        runs in the measurement counts with its best chunk, and the current one also with its
+        chunk before the measurement.
         """
-        current = dict(last)
-        if pref.threads is not None and before is not None:
-            current[pref.threads] = min(before, last[pref.threads])
-        choice = self._choice(current, pref.threads)
+        if threads is None:
+            return [1, 1, self.caller, self.caller]
+        return [self.caller, self.caller, 1] if threads == 1 else [1, threads]
+
+    def _decide(self, pref: ThreadPreference, trial: dict[int, float]) -> None:
+        """Choose on a measurement's best chunks; the interval doubles if the choice held.
+
+        The best chunk of each, so that one chunk slowed by a passing job, at either setting,
+        does not change the choice.
+        """
+        choice = self._choice(trial, pref.threads)
         held = choice == pref.threads
         pref.interval = min(2 * self._interval(pref), self.max_interval) if held else self.interval
-        pref.threads, pref.seconds, pref.since = choice, dict(last), 0
+        pref.threads, pref.seconds, pref.since = choice, dict(trial), 0
 
     def _interval(self, pref: ThreadPreference) -> int:
         return self.interval if pref.interval is None else pref.interval
@@ -219,7 +231,7 @@ class AdaptiveThreads:
         A chunk at the caller's count that slowed by ``slowdown`` (neighbours arrived) measures
         one thread, then the caller's count again, and the two decide: one slow chunk may be a
         passing job, and choosing one thread on it (against a one-thread chunk measured before)
-        left an idle machine at one thread. A chunk at one thread that slowed measures nothing:
+        left an idle machine at one thread (``benchmarks/results/threads_importance_k1000_busy0_stuck.json``). A chunk at one thread that slowed measures nothing:
         more load only makes more threads slower, and measuring them is the one expensive chunk
         (measuring them on every slowdown ran AIS beside a spinning neighbour at 1.73x one
         thread's time, median of 3 rounds, against 1.02x without:
