@@ -38,11 +38,25 @@ class FakeClock:
             self.now += self.cost(torch.get_num_threads(), i) * sizes[i]
 
 
+def fake_clock(monkeypatch: pytest.MonkeyPatch, cost) -> FakeClock:
+    """A :class:`FakeClock` that the policy reads as ``time.perf_counter``."""
+    clock = FakeClock(cost)
+    monkeypatch.setattr(threads_module.time, "perf_counter", clock)
+    return clock
+
+
+def one_thread_was_chosen(seconds: dict[int, float]) -> threads_module.ThreadPreference:
+    """The process's preference as if a loop of chunks of 10 samples had chosen one thread."""
+    pref = threads_module.preference
+    pref.threads, pref.caller, pref.seconds, pref.size = 1, 2, seconds, 10
+    return pref
+
+
 def test_one_thread_is_chosen_when_it_is_faster_and_the_callers_setting_comes_back(
     two_threads: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    clock = FakeClock(lambda threads, i: 5.0 if threads == 2 else 1.0)  # a machine with busy neighbours
-    monkeypatch.setattr(threads_module.time, "perf_counter", clock)
+    # a machine with busy neighbours
+    clock = fake_clock(monkeypatch, lambda threads, i: 5.0 if threads == 2 else 1.0)
     policy = AdaptiveThreads()
     clock.run(policy, [10] * 8)
     assert policy.history == [1, 1, 2, 2, 1, 1, 1, 1]  # two chunks at the slow setting
@@ -55,8 +69,7 @@ def test_one_thread_is_chosen_when_it_is_faster_and_the_callers_setting_comes_ba
 def test_the_other_setting_is_measured_again_at_doubling_intervals_while_the_choice_holds(
     two_threads: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    clock = FakeClock(lambda threads, i: 5.0 if threads == 2 else 1.0)
-    monkeypatch.setattr(threads_module.time, "perf_counter", clock)
+    clock = fake_clock(monkeypatch, lambda threads, i: 5.0 if threads == 2 else 1.0)
     clock.run(policy := AdaptiveThreads(interval=2, max_interval=8), [10] * 24)
     # after each decision 2 chunks, then 4, then 8 (the longest) at one thread before two threads
     # are measured again, each time followed by one thread, the pair that decides
@@ -69,10 +82,8 @@ def test_an_idle_machine_left_at_one_thread_goes_back_to_the_callers_count(
 ) -> None:
     # one thread was chosen under a load that has gone: two threads are now twice as fast, but
     # for the first chunk after the change to them (their threads wake and fill their caches)
-    pref = threads_module.preference
-    pref.threads, pref.caller, pref.seconds, pref.size = 1, 2, {1: 2.0, 2: 5.0}, 10
-    clock = FakeClock(lambda threads, i: (1.8 if i == 4 else 1.0) if threads == 2 else 2.0)
-    monkeypatch.setattr(threads_module.time, "perf_counter", clock)
+    pref = one_thread_was_chosen({1: 2.0, 2: 5.0})
+    clock = fake_clock(monkeypatch, lambda threads, i: (1.8 if i == 4 else 1.0) if threads == 2 else 2.0)
     clock.run(policy := AdaptiveThreads(interval=3), [10] * 8)
     assert policy.history == [1, 1, 1, 1, 2, 2, 1, 2] and pref.threads == 2
 
@@ -81,8 +92,7 @@ def test_one_slow_chunk_at_the_callers_count_does_not_decide_alone(
     two_threads: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # an idle machine where one chunk at two threads is slowed by a passing job
-    clock = FakeClock(lambda threads, i: (3.0 if i == 4 else 1.0) if threads == 2 else 2.0)
-    monkeypatch.setattr(threads_module.time, "perf_counter", clock)
+    clock = fake_clock(monkeypatch, lambda threads, i: (3.0 if i == 4 else 1.0) if threads == 2 else 2.0)
     clock.run(policy := AdaptiveThreads(), [10] * 10)
     assert policy.history == [1, 1, 2, 2, 2, 1, 2, 2, 2, 2]  # one thread, then two threads again
     assert threads_module.preference.threads == 2
@@ -93,19 +103,17 @@ def test_a_lucky_chunk_at_two_threads_does_not_switch_a_crowded_machine_to_them(
 ) -> None:
     # one thread is faster (two threads 1.2 per sample), but the chunk that measures two threads
     # is lucky (0.85) and the one-thread chunk after the measurement is slowed (1.5)
-    pref = threads_module.preference
-    pref.threads, pref.caller, pref.seconds, pref.size = 1, 2, {1: 1.0, 2: 1.2}, 10
-    clock = FakeClock(
-        lambda threads, i: (0.85 if i == 4 else 1.2) if threads == 2 else (1.5 if i == 6 else 1.0)
+    pref = one_thread_was_chosen({1: 1.0, 2: 1.2})
+    clock = fake_clock(
+        monkeypatch,
+        lambda threads, i: (0.85 if i == 4 else 1.2) if threads == 2 else (1.5 if i == 6 else 1.0),
     )
-    monkeypatch.setattr(threads_module.time, "perf_counter", clock)
     clock.run(policy := AdaptiveThreads(interval=3), [10] * 8)
     assert policy.history == [1, 1, 1, 1, 2, 2, 1, 1] and pref.threads == 1
 
 
 def test_fixed_leaves_the_thread_count_alone(two_threads: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    clock = FakeClock(lambda threads, i: 5.0 if threads == 2 else 1.0)
-    monkeypatch.setattr(threads_module.time, "perf_counter", clock)
+    clock = fake_clock(monkeypatch, lambda threads, i: 5.0 if threads == 2 else 1.0)
     clock.run(AdaptiveThreads(), [10] * 6)
     assert threads_module.preference.threads == 1
     with threads_module.fixed():
@@ -119,8 +127,7 @@ def test_the_callers_threads_stay_when_faster_and_a_slowdown_is_measured_again(
     two_threads: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # idle until chunk 5, then neighbours arrive: two threads become 4x slower than one
-    clock = FakeClock(lambda threads, i: (1.0 if i < 5 else 8.0) if threads == 2 else 2.0)
-    monkeypatch.setattr(threads_module.time, "perf_counter", clock)
+    clock = fake_clock(monkeypatch, lambda threads, i: (1.0 if i < 5 else 8.0) if threads == 2 else 2.0)
     policy = AdaptiveThreads()
     clock.run(policy, [10] * 9)
     # chunk 5 slows down; 6 measures one thread, 7 two threads again
@@ -140,8 +147,7 @@ def test_nothing_changes_with_one_thread_or_few_chunks(two_threads: None) -> Non
 def test_an_error_in_the_loop_restores_the_callers_threads(
     two_threads: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    clock = FakeClock(lambda threads, i: 5.0 if threads == 2 else 1.0)
-    monkeypatch.setattr(threads_module.time, "perf_counter", clock)
+    clock = fake_clock(monkeypatch, lambda threads, i: 5.0 if threads == 2 else 1.0)
     with pytest.raises(RuntimeError, match="boom"):
         for i in AdaptiveThreads().loop([10] * 8):
             clock.now += 50.0 if torch.get_num_threads() == 2 else 10.0
@@ -172,8 +178,9 @@ def test_a_setting_that_slowed_since_an_earlier_loop_is_measured_against_the_oth
     two_threads: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     loads = {"busy": False}
-    clock = FakeClock(lambda threads, i: (8.0 if loads["busy"] else 1.0) if threads == 2 else 2.0)
-    monkeypatch.setattr(threads_module.time, "perf_counter", clock)
+    clock = fake_clock(
+        monkeypatch, lambda threads, i: (8.0 if loads["busy"] else 1.0) if threads == 2 else 2.0
+    )
     clock.run(first := AdaptiveThreads(), [10] * 6)
     assert first.history == [1, 1, 2, 2, 2, 2] and threads_module.preference.threads == 2
     loads["busy"] = True  # neighbours arrive between two loops: every chunk at 2 threads is slow
@@ -185,8 +192,7 @@ def test_a_slowdown_at_one_thread_measures_nothing(
     two_threads: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # one thread preferred; from chunk 5 a neighbour makes it 3x slower, and two threads stay slower still
-    clock = FakeClock(lambda threads, i: 15.0 if threads == 2 else (1.0 if i < 5 else 3.0))
-    monkeypatch.setattr(threads_module.time, "perf_counter", clock)
+    clock = fake_clock(monkeypatch, lambda threads, i: 15.0 if threads == 2 else (1.0 if i < 5 else 3.0))
     clock.run(policy := AdaptiveThreads(), [10] * 9)
     assert policy.history == [1, 1, 2, 2, 1, 1, 1, 1, 1]  # only the first loop's measurement
 
@@ -195,8 +201,9 @@ def test_a_speedup_at_one_thread_measures_the_callers_count_once(
     two_threads: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # a crowded machine until chunk 5, then idle: two threads become the faster
-    clock = FakeClock(lambda threads, i: (8.0 if i < 5 else 0.5) if threads == 2 else (4.0 if i < 5 else 1.0))
-    monkeypatch.setattr(threads_module.time, "perf_counter", clock)
+    clock = fake_clock(
+        monkeypatch, lambda threads, i: (8.0 if i < 5 else 0.5) if threads == 2 else (4.0 if i < 5 else 1.0)
+    )
     clock.run(policy := AdaptiveThreads(), [10] * 9)
     assert policy.history == [1, 1, 2, 2, 1, 1, 2, 2, 1]  # chunk 5 runs 4x faster; 6 to 8 measure
     assert threads_module.preference.threads == 2
@@ -206,8 +213,9 @@ def test_the_slow_first_chunk_of_a_loop_measures_nothing(
     two_threads: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # chunk 0 of every loop touches fresh buffers: 3x slower; two threads are the slower setting throughout
-    clock = FakeClock(lambda threads, i: (3.0 if i == 0 else 1.0) * (10.0 if threads == 2 else 1.0))
-    monkeypatch.setattr(threads_module.time, "perf_counter", clock)
+    clock = fake_clock(
+        monkeypatch, lambda threads, i: (3.0 if i == 0 else 1.0) * (10.0 if threads == 2 else 1.0)
+    )
     clock.run(AdaptiveThreads(interval=100), [10] * 6)
     for _ in range(3):
         clock.run(later := AdaptiveThreads(interval=100), [10] * 6)
