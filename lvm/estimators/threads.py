@@ -96,18 +96,20 @@ class AdaptiveThreads:
     - the first loop of the process (with at least four chunks) runs chunk 0 at one thread
       (unmeasured: first-touch allocation), chunk 1 at one thread and chunks 2 and 3 at the
       caller's count, and keeps the faster per sample (:data:`preference`);
-    - after that, chunks run at the preferred setting, and the other is measured on one chunk
-      after ``interval`` chunks, then after twice as many each time the measurement confirms the
-      choice (up to ``max_interval``), and again after ``interval`` once the choice changes; so
-      a choice made under a passing load is undone within ``interval`` chunks, and a lasting
-      one costs a vanishing share of the chunks;
-    - the load changing the preferred setting's time per sample (against its best in that
-      loop, or as last measured on chunks of the same size) measures the other setting at once
-      when the change could reverse the choice (:meth:`_probe`): the caller's count slowing by
-      ``slowdown`` measures one thread and then the caller's count again, so one slow chunk (a
-      passing job) does not decide alone; one thread speeding up by ``speedup`` measures the
-      caller's count, once per loop. Chunk 0 of every loop is not measured: it touches the
-      loop's buffers first and runs slower than the rest.
+    - after that, chunks run at the preferred setting, and the other is measured again (one
+      thread on one chunk, the caller's count on two, whose first after the change runs slower),
+      followed by one chunk at the preferred setting; each counts with its best chunk of the
+      measurement (the preferred one also with its chunk before), so one chunk slowed or sped
+      up by a passing job does not decide alone (:meth:`_measure`, :meth:`_choice`);
+    - the other setting is measured after ``interval`` chunks, then after twice as many each
+      time the measurement confirms the choice (up to ``max_interval``), and again after
+      ``interval`` once the choice changes; so a choice made under a passing load is undone
+      within ``interval`` chunks, and a lasting one costs a vanishing share of the chunks;
+    - the load changing the preferred setting's time per sample (against its best since the
+      last measurement, or as last measured on chunks of the same size) measures the other
+      setting at once when the change could reverse the choice (:meth:`_probe`): the caller's
+      count slowing by ``slowdown``, or one thread speeding up by ``speedup``. Chunk 0 of every
+      loop is not measured: it touches the loop's buffers first and runs slower than the rest.
 
     The thread count the loop found is restored when it ends, however it ends. With one thread,
     fewer than four chunks, or inside :func:`fixed`, a loop runs at the caller's count. The
@@ -229,14 +231,16 @@ class AdaptiveThreads:
         """Measure the other setting when the load has changed this one's time its way, else nothing.
 
         A chunk at the caller's count that slowed by ``slowdown`` (neighbours arrived) measures
-        one thread, then the caller's count again, and the two decide: one slow chunk may be a
-        passing job, and choosing one thread on it (against a one-thread chunk measured before)
-        left an idle machine at one thread (``benchmarks/results/threads_importance_k1000_busy0_stuck.json``). A chunk at one thread that slowed measures nothing:
-        more load only makes more threads slower, and measuring them is the one expensive chunk
-        (measuring them on every slowdown ran AIS beside a spinning neighbour at 1.73x one
-        thread's time, median of 3 rounds, against 1.02x without:
-        ``benchmarks/results/threads_ais_k100_busy1_{before,after}.json``). A chunk at one
-        thread that sped up by ``speedup`` (the load dropped) measures the caller's count.
+        one thread, then the caller's count again, and the measurement decides: one slow chunk
+        may be a passing job, and choosing one thread on it (against a one-thread chunk measured
+        before) left an idle machine at one thread
+        (``benchmarks/results/threads_importance_k1000_busy0_stuck.json``). A chunk at one
+        thread that slowed measures nothing: more load only makes more threads slower, and
+        measuring them is the one expensive chunk (measuring them on every slowdown ran AIS
+        beside a spinning neighbour at 1.73x one thread's time, median of 3 rounds, against
+        1.02x without: ``benchmarks/results/threads_ais_k100_busy1_{before,after}.json``). A
+        chunk at one thread that sped up by ``speedup`` (the load dropped) measures the
+        caller's count.
         """
         if threads != 1:
             return self._measure(threads) if per_sample > self.slowdown * reference else []
