@@ -204,10 +204,10 @@ class AdaptiveThreads:
 
         The caller's count runs two chunks: the first after a change to it runs slower, while its
         threads wake and fill their caches, and measured on it alone an idle machine stayed at
-        one thread (``benchmarks/results/threads_importance_k1000_busy0_transition.json``). The process's first loop measures one thread on chunk
-        1 and the caller's count on chunks 2 and 3 (chunk 0 is not measured). The setting that
-        runs in the measurement counts with its best chunk, and the current one also with its
-        chunk before the measurement.
+        one thread (``benchmarks/results/threads_importance_k1000_busy0_transition.json``). The
+        process's first loop measures one thread on chunk 1 and the caller's count on chunks 2
+        and 3 (chunk 0 is not measured). Each setting counts with its best chunk of the
+        measurement, and the current one also with its chunk before it.
         """
         if threads is None:
             return [1, 1, self.caller, self.caller]
